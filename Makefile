@@ -1,0 +1,39 @@
+# kuryr-cnm: `make up` brings the all-in-one stack up with the plugin serving,
+# `make test` runs every test against it (bringing it up first if needed).
+SHELL := /bin/bash
+VENV ?= .venv
+PYTEST ?= $(VENV)/bin/pytest
+PYTEST_ARGS ?=
+
+.PHONY: up down status wipe test test-unit test-integration test-e2e help
+
+help:
+	@echo "make up      install and start Neutron/OVN/OVS/MariaDB, dockerd 20.10 + 26, kuryr-cnm"
+	@echo "make test    make up, then unit, integration and e2e tests"
+	@echo "make status  each piece of the stack up or down"
+	@echo "make down    stop everything (data kept); make wipe also deletes the data"
+
+up:
+	bash stack/aio.sh up
+
+down:
+	bash stack/aio.sh down
+
+status:
+	bash stack/aio.sh status
+
+wipe:
+	bash stack/aio.sh wipe
+
+test: up
+	$(PYTEST) tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+
+test-unit:
+	bash stack/aio.sh install
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+test-integration: up
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
+
+test-e2e: up
+	$(PYTEST) tests/e2e $(PYTEST_ARGS)

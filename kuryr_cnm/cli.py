@@ -1,0 +1,149 @@
+"""The one entry point, `kuryr-cnm`: serve the plugin, or print a sample kuryr.conf."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from urllib.parse import urlsplit
+
+from oslo_config import cfg
+
+from kuryr_cnm import app, config, server
+
+LOG = logging.getLogger("kuryr_cnm")
+
+DEFAULT_CONFIG_FILE = "/etc/kuryr/kuryr.conf"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kuryr-cnm",
+        description="Docker libnetwork network + IPAM plugin for OpenStack Neutron, "
+        "a drop-in replacement for kuryr-libnetwork 18 (same kuryr.conf, names and tags).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve Docker's plugin calls",
+        description="Serve Docker's NetworkDriver and IpamDriver calls on kuryr_uri "
+        f"(default unix://{config.DEFAULT_SOCKET}). Reads kuryr.conf; with a TCP "
+        "kuryr_uri it writes the spec file Docker discovers the plugin by.",
+    )
+    _add_config_args(serve)
+
+    sample = sub.add_parser("sample-config", help="print a sample kuryr.conf with every option")
+    sample.set_defaults(config_file=[], config_dir=[])
+    return parser
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-file", action="append", default=[], metavar="PATH",
+                   help=f"kuryr.conf to read; repeatable (default {DEFAULT_CONFIG_FILE} if it exists)")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help="read every *.conf in DIR after the files")
+
+
+def _config_files(args: argparse.Namespace) -> list[str]:
+    if args.config_file:
+        return list(args.config_file)
+    return [DEFAULT_CONFIG_FILE] if os.path.exists(DEFAULT_CONFIG_FILE) else []
+
+
+def setup_logging(conf: cfg.ConfigOpts) -> None:
+    handler: logging.Handler
+    handler = logging.FileHandler(conf.log_file) if conf.log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if conf.debug else logging.INFO)
+    # openstacksdk and urllib3 are chatty at DEBUG; kuryr-cnm logs its own Neutron calls
+    for noisy in ("urllib3", "keystoneauth", "openstack", "stevedore", "pyroute2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def serve(conf: cfg.ConfigOpts) -> int:
+    router = app.build_router(conf)
+    uri = conf.kuryr_uri
+    try:
+        srv = server.make_server(uri, router)
+    except (OSError, ValueError) as exc:
+        LOG.error("cannot listen on %s: %s", uri, exc)
+        return 1
+    spec_file = _write_spec_file(conf)
+    LOG.info("kuryr-cnm serving plugin '%s' on %s (scope %s, host %s)",
+             conf.plugin_name, uri, conf.capability_scope, conf.host)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        LOG.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server.serve_in_thread(srv)
+    stop.wait()
+    srv.shutdown()
+    srv.server_close()
+    parts = urlsplit(uri)
+    if parts.scheme == "unix":
+        _unlink_quietly(parts.path)
+    if spec_file:
+        _unlink_quietly(spec_file)
+    return 0
+
+
+def _write_spec_file(conf: cfg.ConfigOpts) -> str | None:
+    """A TCP listener is found by Docker through /etc/docker/plugins/<name>.spec."""
+    parts = urlsplit(conf.kuryr_uri)
+    if parts.scheme == "unix":
+        return None
+    path = os.path.join(conf.spec_dir, f"{conf.plugin_name}.spec")
+    os.makedirs(conf.spec_dir, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(conf.kuryr_uri.replace("https://", "tcp://").replace("http://", "tcp://") + "\n")
+    return path
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def print_sample_config() -> int:
+    for group, opts in config.list_opts():
+        print(f"[{group}]")
+        for opt in opts:
+            for line in (opt.help or "").split(". "):
+                print(f"# {line.strip()}")
+            default = opt.sample_default if opt.sample_default is not None else opt.default
+            if isinstance(default, list):
+                default = ",".join(default)
+            print(f"#{opt.dest} = {'' if default is None else default}\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "sample-config":
+        return print_sample_config()
+    try:
+        conf = config.load(_config_files(args), args.config_dir)
+    except (cfg.Error, ValueError) as exc:
+        print(f"kuryr-cnm: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(conf)
+    return serve(conf)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Configuration: kuryr-libnetwork 18's kuryr.conf option names, read with oslo.config.
+
+An operator's existing kuryr.conf keeps working: every upstream option that still
+means something has the same group, name and default here. New options are few
+and say so in their help. Configuration is loaded explicitly by `load()` and the
+resulting `ConfigOpts` object is passed down; nothing reads options at import time
+(upstream's import-time driver loading ignored kuryr.conf: its defect §4.10a).
+"""
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+DEFAULT_SOCKET = "/run/docker/plugins/kuryr.sock"
+
+default_opts = [
+    cfg.StrOpt(
+        "kuryr_uri",
+        default=f"unix://{DEFAULT_SOCKET}",
+        help="Where the plugin listens. unix:///run/docker/plugins/<name>.sock is found "
+        "by Docker without a spec file; http://127.0.0.1:23750 (upstream's default) or "
+        "https://... makes kuryr-cnm write <plugin_name>.spec/.json into spec_dir.",
+    ),
+    cfg.StrOpt(
+        "plugin_name",
+        default="kuryr",
+        help="(kuryr-cnm) Docker plugin name, used for the spec file of a TCP listener.",
+    ),
+    cfg.StrOpt(
+        "spec_dir",
+        default="/etc/docker/plugins",
+        help="(kuryr-cnm) Where the spec file for a TCP listener is written.",
+    ),
+    cfg.StrOpt(
+        "capability_scope",
+        default="local",
+        choices=["local", "global"],
+        help="Scope reported to Docker by NetworkDriver.GetCapabilities.",
+    ),
+    cfg.StrOpt(
+        "connectivity_scope",
+        choices=["local", "global"],
+        help="(kuryr-cnm) ConnectivityScope reported to Docker; defaults to capability_scope.",
+    ),
+    cfg.StrOpt("local_default_address_space", default="no_address_space",
+               help="Local address space reported by IpamDriver.GetDefaultAddressSpaces."),
+    cfg.StrOpt("global_default_address_space", default="no_address_space",
+               help="Global address space reported by IpamDriver.GetDefaultAddressSpaces."),
+    cfg.BoolOpt("process_external_connectivity", default=True,
+                help="Apply `--expose` as a per-port security group."),
+    cfg.StrOpt("bindir", default="/usr/libexec/kuryr",
+               help="Directory of binding scripts, one per binding:vif_type, for vif types "
+               "kuryr-cnm does not bind natively."),
+    cfg.StrOpt("subnetpool_name_prefix", default="kuryrPool",
+               help="Name prefix of the subnetpools kuryr creates for --subnet networks."),
+    cfg.StrOpt(
+        "host",
+        default=socket.gethostname(),
+        sample_default="<hostname>",
+        help="(kuryr-cnm) The name Neutron's agents know this host by; ports are bound "
+        "with binding:host_id set to it. Upstream always used the hostname.",
+    ),
+    cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."),
+    cfg.StrOpt("log_file", help="Log to this file instead of standard error."),
+]
+
+neutron_opts = [
+    cfg.StrOpt("cloud", help="(kuryr-cnm) Cloud name in clouds.yaml; when set, the "
+               "keystoneauth options of this group are not needed."),
+    cfg.StrOpt("default_subnetpool_v4", default="kuryr",
+               help="Subnetpool for networks created without --subnet (IPv4)."),
+    cfg.StrOpt("default_subnetpool_v6", default="kuryr6",
+               help="Subnetpool for networks created without an IPv6 --subnet."),
+    cfg.StrOpt("enable_dhcp", default="True",
+               help="enable_dhcp of the subnets kuryr creates (a string, as upstream)."),
+    cfg.BoolOpt("vif_plugging_is_fatal", default=False,
+                help="Fail CreateEndpoint when the port does not become ACTIVE in time."),
+    cfg.IntOpt("vif_plugging_timeout", default=0, min=0,
+               help="Seconds to wait for the port to become ACTIVE; 0 does not wait."),
+    cfg.StrOpt("region_name", help="Region of the Neutron endpoint."),
+    cfg.StrOpt("endpoint_type", default="public", choices=["public", "admin", "internal"],
+               help="Keystone catalog interface of the Neutron endpoint."),
+]
+
+binding_opts = [
+    cfg.StrOpt("veth_dst_prefix", default="eth",
+               help="Name prefix Docker gives the interface inside the container."),
+    cfg.StrOpt("default_driver", default="kuryr.lib.binding.drivers.veth",
+               deprecated_name="driver", help="Binding driver (veth, vlan, macvlan)."),
+    cfg.ListOpt("enabled_drivers", default=["kuryr.lib.binding.drivers.veth"],
+                help="Binding drivers that may be used."),
+    cfg.StrOpt("link_iface", default="",
+               help="The VM's NIC in nested mode; guessed from the VM port's MAC if empty."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(default_opts)
+    conf.register_opts(neutron_opts, group="neutron")
+    conf.register_opts(binding_opts, group="binding")
+
+
+def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> cfg.ConfigOpts:
+    """Parse kuryr.conf files into a fresh ConfigOpts (no global state)."""
+    conf = cfg.ConfigOpts()
+    register_opts(conf)
+    conf(args=[], project="kuryr", default_config_files=list(config_files),
+         default_config_dirs=list(config_dirs), validate_default_values=True)
+    return conf
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """For oslo-config-generator and `kuryr-cnm sample-config`."""
+    return [("DEFAULT", default_opts), ("neutron", neutron_opts), ("binding", binding_opts)]

@@ -1,0 +1,117 @@
+#!/bin/bash
+# kuryr-cnm all-in-one stack: a real Neutron 29 (ML2/OVN, noauth) + OVN + OVS
+# (userspace datapath) + MariaDB, two dockerd engines, and kuryr-cnm serving as
+# Docker plugin 'kuryr'. Every TCP listener is on 127.0.0.1.
+#
+#   aio.sh up       install what is missing, start what is not running (idempotent)
+#   aio.sh down     stop everything 'up' started (data kept)
+#   aio.sh status   each piece up or down; exit 1 if any is down
+#   aio.sh wipe     down, then delete the Neutron DB, OVN DBs and OVS conf.db
+#   aio.sh install  only the installation step of 'up'
+set -u
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/common.sh
+. "$HERE/lib/common.sh"
+. "$HERE/lib/openstack.sh"
+. "$HERE/lib/docker.sh"
+. "$HERE/lib/plugin.sh"
+
+APT_PACKAGES=(docker.io openvswitch-switch ovn-central ovn-host mariadb-server python3-venv
+              iproute2 ethtool busybox-static curl ca-certificates procps)
+
+apt_install() {
+    local missing=() p
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Package scripts must not start their services: this stack starts each daemon
+    # itself, with its own flags (dockerd's defaults would touch host networking).
+    local guard=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1
+    fi
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$LOG/apt.log" 2>&1
+    local rc=$?
+    [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+    [ $rc -eq 0 ] || die "apt-get install failed (see $LOG/apt.log)"
+}
+
+install_neutron_venv() {
+    [ -x "$NEUTRON_VENV/bin/neutron-db-manage" ] && [ -x "$NEUTRON_VENV/bin/gunicorn" ] && return 0
+    log "installing Neutron 29.0.0 into $NEUTRON_VENV (about a minute)"
+    /usr/bin/python3 -m venv "$NEUTRON_VENV" || die "python3 -m venv failed"
+    "$NEUTRON_VENV/bin/pip" install -q -c "$STACK/neutron-venv-constraints.txt" \
+        neutron==29.0.0 PyMySQL gunicorn openstacksdk >"$LOG/neutron-pip.log" 2>&1 \
+        || die "pip install neutron failed (see $LOG/neutron-pip.log)"
+}
+
+do_install() {
+    [ "$(id -u)" -eq 0 ] || die "run as root: the stack starts OVS, dockerd and binds ports"
+    mkdir -p "$TOP" "$LOG" "$RUN" "$ETC"
+    apt_install
+    install_neutron_venv
+    install_docker26
+    install_project_venv
+}
+
+do_up() {
+    local t0=$SECONDS
+    do_install
+    write_openstack_configs
+    write_plugin_configs
+    start_ovs
+    start_ovn_central
+    start_ovn_controller
+    start_mariadb
+    db_sync
+    start_neutron
+    start_docker
+    ensure_default_pools
+    start_plugin
+    log "stack up in $((SECONDS - t0)) s"
+    do_status
+    cat <<EOF
+
+  Neutron API      $NEUTRON_URL  (openstack --os-cloud aio; /etc/openstack/clouds.yaml)
+  Docker 20.10     docker -H unix://$DOCKER20_SOCK   (the default socket)
+  Docker 26        docker -H unix://$DOCKER26_SOCK
+  kuryr-cnm        plugin '$PLUGIN_NAME' on $PLUGIN_SOCK, config $PLUGIN_CONF
+  logs             $LOG/  (/var/log/openvswitch/, $OVN_LOG/ for OVS and OVN)
+EOF
+}
+
+do_down() {
+    stop_plugin
+    stop_docker
+    stop_openstack
+    log "stack stopped (data kept under $TOP)"
+}
+
+do_status() {
+    local rc=0
+    echo "kuryr-cnm all-in-one stack ($TOP):"
+    status_openstack || rc=1
+    status_docker || rc=1
+    status_plugin || rc=1
+    if [ $rc -eq 0 ] && ! plugin_answers; then echo "  kuryr-cnm does not answer Plugin.Activate"; rc=1; fi
+    return $rc
+}
+
+do_wipe() {
+    do_down
+    log "wiping the Neutron DB, OVN DBs and OVS conf.db"
+    rm -rf "$TOP/mariadb" "$STATE"
+    rm -f $OVN_LIB/ovnnb_db.db $OVN_LIB/ovnsb_db.db $OVN_LIB/.ovn*_db.db.~lock~ $OVS_DB
+}
+
+case "${1:-}" in
+    install) do_install ;;
+    up) do_up ;;
+    down) do_down ;;
+    status) do_status ;;
+    wipe) do_wipe ;;
+    *) echo "usage: $0 {up|down|status|wipe|install}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,79 @@
+# Shared settings and helpers for the all-in-one stack (sourced by stack/aio.sh).
+# shellcheck shell=bash
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STACK=$REPO/stack
+
+# Everything the stack keeps between runs lives under $TOP (configs, data, logs, pidfiles).
+TOP=${KURYR_AIO_TOP:-/opt/kuryr-cnm}
+ETC=$TOP/etc
+LOG=$TOP/log
+RUN=$TOP/run
+STATE=$TOP/state
+NEUTRON_VENV=${NEUTRON_VENV:-$TOP/neutron-venv}
+PROJECT_VENV=${PROJECT_VENV:-$REPO/.venv}
+DOCKER26_ROOT=${DOCKER26_ROOT:-$TOP/docker26}
+
+# The name OVN and Neutron know this host by; ports are bound to it.
+HOSTID=${HOSTID:-$(hostname)}
+NEUTRON_URL=http://127.0.0.1:9696
+NEUTRON_PORT=9696
+
+OVS_RUN=/var/run/openvswitch
+OVS_DB=/var/lib/openvswitch/conf.db
+OVN_RUN=/var/run/ovn
+OVN_LIB=/var/lib/ovn
+OVN_LOG=/var/log/ovn
+NB_SOCK=$OVN_RUN/ovnnb_db.sock
+SB_SOCK=$OVN_RUN/ovnsb_db.sock
+MYCNF=$ETC/my.cnf
+
+DOCKER20_SOCK=/var/run/docker.sock
+DOCKER20_PID=/var/run/docker.pid
+DOCKER26_SOCK=/var/run/docker26.sock
+DOCKER26_PID=/var/run/docker26.pid
+TEST_IMAGE=kuryr-test/busybox:latest
+
+PLUGIN_NAME=kuryr
+PLUGIN_SOCK=/run/docker/plugins/$PLUGIN_NAME.sock
+PLUGIN_PID=$RUN/kuryr-cnm.pid
+PLUGIN_CONF=$ETC/kuryr.conf
+
+log() { echo "[aio $(date +%T)] $*"; }
+die() { echo "[aio] ERROR: $*" >&2; exit 1; }
+
+# PID 1 on this machine kind does not reap orphans, so a dead daemon lingers as a
+# zombie and `kill -0` still succeeds on it: read its state instead.
+proc_alive() {
+    [ -n "${1:-}" ] && [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"
+}
+pid_alive() { [ -f "$1" ] && proc_alive "$(cat "$1" 2>/dev/null)"; }
+
+# wait_until <seconds> <command...>: poll every 0.1 s until the command succeeds.
+wait_until() {
+    local limit=$1; shift
+    local deadline=$(( $(date +%s) + limit ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
+}
+
+# stop_pidfile <pidfile> <name> [signal]: signal, wait up to 15 s, then SIGKILL.
+stop_pidfile() {
+    local f=$1 name=$2 sig=${3:-TERM} pid
+    if pid_alive "$f"; then
+        pid=$(cat "$f"); log "stopping $name (pid $pid)"
+        kill "-$sig" "$pid" 2>/dev/null
+        for _ in $(seq 1 150); do proc_alive "$pid" || break; sleep 0.1; done
+        if proc_alive "$pid"; then log "$name still alive after 15 s: SIGKILL"; kill -KILL "$pid"; fi
+    fi
+    rm -f "$f"
+}
+
+# Print "name  up (pid N)" or "name  DOWN"; returns 1 when down.
+report_pidfile() {
+    local name=$1 f=$2 extra=${3:-}
+    if pid_alive "$f"; then printf '  %-26s up    pid %-8s %s\n' "$name" "$(cat "$f")" "$extra"
+    else printf '  %-26s DOWN  %s\n' "$name" "$extra"; return 1; fi
+}

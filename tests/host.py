@@ -1,0 +1,91 @@
+"""Host-side helpers for the tests: commands, network namespaces, OVS, Docker.
+
+Deliberately independent of kuryr_cnm's own code (plain `ip`, `ovs-vsctl` and
+`docker` commands), so a test checks the plugin against the host, not against itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+
+DOCKER_CLI = "/usr/bin/docker"
+# name -> socket of the two engines `make up` starts
+ENGINES = {"docker20": "/var/run/docker.sock", "docker26": "/var/run/docker26.sock"}
+PLUGIN_SOCKET = "/run/docker/plugins/kuryr.sock"
+TEST_IMAGE = "kuryr-test/busybox:latest"
+NEUTRON_CLOUD = "aio"
+
+
+def run(cmd: Sequence[str] | str, *, check: bool = True, timeout: float = 60,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:  # noqa: A002
+    argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{shlex.join(argv)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+    return proc
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1,
+             what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def hostname_id() -> str:
+    """The chassis name OVN (and so Neutron) knows this host by."""
+    out = run(["ovs-vsctl", "get", "open_vswitch", ".", "external_ids:system-id"]).stdout
+    return out.strip().strip('"')
+
+
+# --- network namespaces -------------------------------------------------------
+
+def netns_add(name: str) -> None:
+    run(["ip", "netns", "add", name])
+    run(["ip", "-n", name, "link", "set", "lo", "up"])
+
+
+def netns_del(name: str) -> None:
+    run(["ip", "netns", "del", name], check=False)
+
+
+def netns_exec(name: str, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return run(["ip", "netns", "exec", name, *argv], check=check, timeout=timeout)
+
+
+def link_exists(name: str) -> bool:
+    return run(["ip", "link", "show", "dev", name], check=False).returncode == 0
+
+
+def host_links() -> set[str]:
+    out = run(["ip", "-j", "link", "show"]).stdout
+    return {link["ifname"] for link in json.loads(out)}
+
+
+# --- Open vSwitch ---------------------------------------------------------------
+
+def ovs_ports(bridge: str = "br-int") -> set[str]:
+    return set(run(["ovs-vsctl", "list-ports", bridge]).stdout.split())
+
+
+def ovs_iface_external_ids(iface: str) -> dict[str, str]:
+    out = run(["ovs-vsctl", "--format=json", "--columns=external_ids", "list", "Interface", iface]).stdout
+    pairs = json.loads(out)["data"][0][0][1]
+    return dict(pairs)
+
+
+# --- Docker -------------------------------------------------------------------
+
+def docker(engine: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run([DOCKER_CLI, "-H", f"unix://{ENGINES[engine]}", *args], check=check, timeout=timeout)
+
+
+def plugin_log_path() -> str:
+    return os.environ.get("KURYR_CNM_LOG", "/opt/kuryr-cnm/log/kuryr-cnm.log")
