@@ -1,14 +1,32 @@
-"""Wiring: configuration -> drivers -> the router the HTTP server dispatches to."""
+"""Wiring: configuration -> Neutron client, host binding, drivers -> the router.
+
+Every Docker call is logged at INFO on one line: the method, the ids it names, the
+outcome, its duration and the Neutron requests it made.
+"""
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import protocol
+from kuryr_cnm import errors, neutron, protocol
+from kuryr_cnm.binding import Plugger
+from kuryr_cnm.deferred import DeferredWrites
+from kuryr_cnm.directory import Directory
+from kuryr_cnm.endpoints import Allocations, EndpointStore
+from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.server import Router
+
+LOG = logging.getLogger("kuryr_cnm.calls")
+
+_ID_FIELDS = (("NetworkID", 12), ("EndpointID", 12), ("PoolID", 36), ("Pool", 43), ("SubPool", 43),
+              ("Address", 45), ("V6", 5))
 
 
 def activate(_body: Any) -> dict[str, Any]:
@@ -17,12 +35,90 @@ def activate(_body: Any) -> dict[str, Any]:
     return protocol.ActivateResponse().to_json()
 
 
-def build_router(conf: cfg.ConfigOpts) -> Router:
-    network = NetworkDriver(conf)
-    ipam = IpamDriver(conf)
+def describe(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts = []
+    for key, width in _ID_FIELDS:
+        value = body.get(key)
+        if value not in (None, ""):
+            parts.append(f"{key}={str(value)[:width]}")
+    iface = body.get("Interface")
+    if isinstance(iface, dict):
+        parts += [f"{k}={v}" for k, v in iface.items() if v]
+    return " ".join(parts)
+
+
+def logged(method: str, handler: Callable[[Any], Mapping[str, Any]]) -> Callable[[Any], Mapping[str, Any]]:
+    def run(body: Any) -> Mapping[str, Any]:
+        calls = neutron.start_call_log()
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return handler(body)
+        except errors.PluginError as exc:
+            outcome = f"error {exc.status}: {exc.message}"
+            raise
+        except Exception as exc:
+            outcome = f"internal error {exc.__class__.__name__}"
+            raise
+        finally:
+            ms = (time.monotonic() - started) * 1000
+            LOG.info("%s %s -> %s (%.0f ms) [neutron: %s]", method, describe(body), outcome, ms,
+                     "; ".join(calls) or "none")
+    return run
+
+
+@dataclass
+class Plugin:
+    """Everything one kuryr-cnm process holds; built once from the loaded configuration."""
+    router: Router
+    network: NetworkDriver
+    ipam: IpamDriver
+    deferred: DeferredWrites
+    plugger: Plugger
+
+    def close(self) -> None:
+        self.deferred.drain()
+        self.deferred.shutdown()
+        self.plugger.close()
+
+
+def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> Plugin:
+    if client is None:
+        client = neutron.NeutronClient(neutron.connect(conf), timeout=conf.neutron.timeout or 30)
+    directory = Directory(client)
+    allocations = Allocations()
+    deferred = DeferredWrites()
+    plugger = Plugger(bindir=conf.bindir)
+    network = NetworkDriver(conf, client, directory, allocations, EndpointStore(), plugger, deferred,
+                            Exposure(client))
+    ipam = IpamDriver(conf, client, directory, allocations, deferred)
     router = Router()
-    router.add("Plugin.Activate", activate)
-    router.add("NetworkDriver.GetCapabilities", network.get_capabilities)
-    router.add("IpamDriver.GetCapabilities", ipam.get_capabilities)
-    router.add("IpamDriver.GetDefaultAddressSpaces", ipam.get_default_address_spaces)
-    return router
+    routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
+        "Plugin.Activate": activate,
+        "NetworkDriver.GetCapabilities": network.get_capabilities,
+        "NetworkDriver.GwAllocCheck": network.gw_alloc_check,
+        "NetworkDriver.AllocateNetwork": network.allocate_network,
+        "NetworkDriver.FreeNetwork": network.free_network,
+        "NetworkDriver.DiscoverNew": network.discover,
+        "NetworkDriver.DiscoverDelete": network.discover,
+        "NetworkDriver.CreateNetwork": network.create_network,
+        "NetworkDriver.DeleteNetwork": network.delete_network,
+        "NetworkDriver.CreateEndpoint": network.create_endpoint,
+        "NetworkDriver.EndpointOperInfo": network.endpoint_oper_info,
+        "NetworkDriver.DeleteEndpoint": network.delete_endpoint,
+        "NetworkDriver.Join": network.join,
+        "NetworkDriver.Leave": network.leave,
+        "NetworkDriver.ProgramExternalConnectivity": network.program_external_connectivity,
+        "NetworkDriver.RevokeExternalConnectivity": network.revoke_external_connectivity,
+        "IpamDriver.GetCapabilities": ipam.get_capabilities,
+        "IpamDriver.GetDefaultAddressSpaces": ipam.get_default_address_spaces,
+        "IpamDriver.RequestPool": ipam.request_pool,
+        "IpamDriver.ReleasePool": ipam.release_pool,
+        "IpamDriver.RequestAddress": ipam.request_address,
+        "IpamDriver.ReleaseAddress": ipam.release_address,
+    }
+    for method, handler in routes.items():
+        router.add(method, logged(method, handler))
+    return Plugin(router, network, ipam, deferred, plugger)

@@ -69,10 +69,10 @@ def setup_logging(conf: cfg.ConfigOpts) -> None:
 
 
 def serve(conf: cfg.ConfigOpts) -> int:
-    router = app.build_router(conf)
+    plugin = app.build(conf)
     uri = conf.kuryr_uri
     try:
-        srv = server.make_server(uri, router)
+        srv = server.make_server(uri, plugin.router)
     except (OSError, ValueError) as exc:
         LOG.error("cannot listen on %s: %s", uri, exc)
         return 1
@@ -92,6 +92,7 @@ def serve(conf: cfg.ConfigOpts) -> int:
     stop.wait()
     srv.shutdown()
     srv.server_close()
+    plugin.close()
     parts = urlsplit(uri)
     if parts.scheme == "unix":
         _unlink_quietly(parts.path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Sequence
 
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
 DEFAULT_SOCKET = "/run/docker/plugins/kuryr.sock"
@@ -100,6 +101,9 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(default_opts)
     conf.register_opts(neutron_opts, group="neutron")
     conf.register_opts(binding_opts, group="binding")
+    # keystoneauth's session and auth options in [neutron], as kuryr-lib registers them
+    ks_loading.register_session_conf_options(conf, "neutron")
+    ks_loading.register_auth_conf_options(conf, "neutron")
 
 
 def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> cfg.ConfigOpts:

@@ -1,22 +1,392 @@
-"""Docker's IpamDriver: address pools and addresses mapped onto Neutron subnetpools and ports."""
+"""Docker's IpamDriver: pools are Neutron subnetpools (or carved subnets), addresses are Neutron ports.
+
+PoolID schemes, all resolvable from Neutron alone:
+* `--subnet CIDR`: the subnetpool `kuryrPool-CIDR` (kuryr-libnetwork's scheme), its
+  subnet made by CreateNetwork; reused while its prefix is free, so two networks
+  may have the same CIDR.
+* no `--subnet`: a subnet carved at once from the default pool (`kuryr`/`kuryr6`) on
+  a network marked pending, which CreateNetwork names; the PoolID is that subnet's id.
+* `neutron.pool[.v6].*` / `neutron.subnet[.v6].*` options: the pool or subnet named.
+
+A container address is a Neutron port created already bound to this host, with
+every attribute and tag in one request: the only Neutron write of a container start.
+"""
 from __future__ import annotations
 
+import ipaddress
+import logging
+import threading
 from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import protocol
+from kuryr_cnm import errors, naming, subnets
+from kuryr_cnm.deferred import DeferredWrites
+from kuryr_cnm.directory import PENDING_TAG, Directory
+from kuryr_cnm.endpoints import Allocations
+from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
+from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, PoolRequest,
+                                ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
+
+LOG = logging.getLogger(__name__)
+
+# How long a dual-stack v4 allocation waits for its v6 RequestAddress (Docker sends it
+# right after the v4 answer) before another container's v4 allocation may go ahead.
+PAIRING_TIMEOUT = 2.0
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1", "yes")
+
+
+class DualStackPairing:
+    """Pairs a dual-stack endpoint's v4 and v6 RequestAddress without help from Docker.
+
+    Docker asks for the v4 address and then the v6 one, with nothing to tie the two
+    calls together. The v4 call creates one port with both addresses and parks it
+    here; the v6 call takes it. Per network, the next v4 call waits until the parked
+    port is taken (or PAIRING_TIMEOUT passes), so concurrent containers never swap
+    their halves and no placeholder port is ever made and deleted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Lock] = {}
+        self._parked: dict[str, Port] = {}
+
+    def _gate(self, network_id: str) -> threading.Lock:
+        with self._lock:
+            return self._gates.setdefault(network_id, threading.Lock())
+
+    def begin(self, network_id: str) -> None:
+        if not self._gate(network_id).acquire(timeout=PAIRING_TIMEOUT):
+            LOG.warning("dual-stack pairing on network %s: the previous v6 request never came; going on",
+                        network_id)
+
+    def park(self, network_id: str, port: Port) -> None:
+        with self._lock:
+            self._parked[network_id] = port
+
+    def abort(self, network_id: str) -> None:
+        self._release(network_id)
+
+    def take(self, network_id: str) -> Port | None:
+        with self._lock:
+            port = self._parked.pop(network_id, None)
+        if port is not None:
+            self._release(network_id)
+        return port
+
+    def _release(self, network_id: str) -> None:
+        gate = self._gate(network_id)
+        if gate.locked():
+            gate.release()
 
 
 class IpamDriver:
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
+                 allocations: Allocations, deferred: DeferredWrites) -> None:
         self._conf = conf
+        self._client = client
+        self._dir = directory
+        self._allocations = allocations
+        self._deferred = deferred
+        self._pairing = DualStackPairing()
+        self._enable_dhcp = _truthy(conf.neutron.enable_dhcp)
 
+    # -- capabilities --
     def get_capabilities(self, _body: Any) -> dict[str, Any]:
-        return protocol.IpamCapabilities(requires_mac_address=False).to_json()
+        # No MAC up front: Neutron chooses it and CreateEndpoint tells Docker, so a
+        # port can be created bound (its MAC then cannot change) in one request.
+        return IpamCapabilities(requires_mac_address=False).to_json()
 
     def get_default_address_spaces(self, _body: Any) -> dict[str, Any]:
-        return protocol.AddressSpaces(
-            local=self._conf.local_default_address_space,
-            global_=self._conf.global_default_address_space,
-        ).to_json()
+        return AddressSpaces(local=self._conf.local_default_address_space,
+                             global_=self._conf.global_default_address_space).to_json()
+
+    # -- pools --
+    def request_pool(self, body: Any) -> dict[str, Any]:
+        req = RequestPoolRequest.parse(body)
+        suffix = ".v6" if req.v6 else ""
+        opts = req.options
+        cidr = str(ipaddress.ip_network(req.sub_pool or req.pool, strict=False)) if (req.sub_pool or req.pool) else ""
+        shared = _truthy(opts.get("neutron.net.shared"))
+        subnet_ref = opts.get(f"neutron.subnet{suffix}.uuid") or opts.get(f"neutron.subnet{suffix}.name")
+        pool_ref = opts.get(f"neutron.pool{suffix}.uuid") or opts.get(f"neutron.pool{suffix}.name")
+        if subnet_ref:
+            pool_id, subnet = self._pool_for_existing_subnet(opts, suffix, cidr)
+            cidr, gateway = subnet.cidr, subnet.gateway_ip
+        elif pool_ref:
+            parent = self._named_pool(opts, suffix)
+            if cidr and list(parent.prefixes) == [cidr]:
+                self._client.add_tag("subnetpools", parent.id, naming.SUBNETPOOL_EXISTING_TAG)
+                pool_id, gateway = parent.id, subnets.default_gateway(cidr)
+            else:
+                subnet = self._carve(parent, cidr, shared)
+                pool_id, cidr, gateway = subnet.id, subnet.cidr, subnet.gateway_ip
+        elif cidr:
+            pool = self._kuryr_pool(cidr, shared)
+            pool_id, gateway = pool.id, subnets.default_gateway(cidr)
+        else:
+            name = self._conf.neutron.default_subnetpool_v6 if req.v6 else self._conf.neutron.default_subnetpool_v4
+            subnet = self._carve(self._dir.default_pool(name), "", shared)
+            pool_id, cidr, gateway = subnet.id, subnet.cidr, subnet.gateway_ip
+        data = {POOL_DATA_GATEWAY: subnets.with_prefix(gateway, cidr)} if gateway else {}
+        return {"PoolID": pool_id, "Pool": cidr, "Data": data}
+
+    def _kuryr_pool(self, cidr: str, shared: bool) -> SubnetPool:
+        """kuryrPool-CIDR: reuse one whose prefix is still free (kuryr-libnetwork hosts
+        sharing a network each ask for it), else make a new one, so that two Docker
+        networks can have the same CIDR."""
+        name = naming.subnetpool_name(cidr, self._conf.subnetpool_name_prefix)
+        for pool in self._client.list_subnetpools(name=name):
+            if not self._client.list_subnets(subnetpool_id=pool.id):
+                return pool
+        prefixlen = ipaddress.ip_network(cidr).prefixlen
+        return self._client.create_subnetpool(name=name, prefixes=[cidr], default_prefixlen=prefixlen,
+                                              min_prefixlen=prefixlen, shared=shared)
+
+    def _named_pool(self, opts: dict[str, str], suffix: str) -> SubnetPool:
+        pool_id = opts.get(f"neutron.pool{suffix}.uuid")
+        if pool_id:
+            pool = self._client.get_subnetpool(pool_id)
+            if pool is None:
+                raise errors.NotFound(f"subnetpool {pool_id} (neutron.pool{suffix}.uuid) does not exist")
+            return pool
+        name = opts[f"neutron.pool{suffix}.name"]
+        pools = self._client.list_subnetpools(name=name)
+        if len(pools) != 1:
+            raise errors.Conflict(f"neutron.pool{suffix}.name={name} matches {len(pools)} subnetpools; "
+                                  f"use neutron.pool{suffix}.uuid") if pools else \
+                errors.NotFound(f"no subnetpool named {name} (neutron.pool{suffix}.name)")
+        return pools[0]
+
+    def _pool_for_existing_subnet(self, opts: dict[str, str], suffix: str, cidr: str) -> tuple[str, Subnet]:
+        """kuryr-libnetwork's scheme for `neutron.subnet.*`: a kuryrPool-CIDR tagged with the subnet id."""
+        subnet_id = opts.get(f"neutron.subnet{suffix}.uuid")
+        if subnet_id:
+            subnet = self._client.get_subnet(subnet_id)
+            found = [subnet] if subnet else []
+        else:
+            found = self._client.list_subnets(name=opts[f"neutron.subnet{suffix}.name"])
+        if len(found) != 1:
+            raise errors.NotFound(f"neutron.subnet{suffix} option matches {len(found)} Neutron subnets; "
+                                  "name exactly one existing subnet")
+        subnet = found[0]
+        if cidr and ipaddress.ip_network(cidr) != ipaddress.ip_network(subnet.cidr):
+            raise errors.Conflict(f"--subnet {cidr} differs from subnet {subnet.id}'s {subnet.cidr}; "
+                                  "pass the existing subnet's CIDR or leave --subnet out")
+        name = naming.subnetpool_name(subnet.cidr, self._conf.subnetpool_name_prefix)
+        pools = self._client.list_subnetpools(name=name, tags=subnet.id)
+        if pools:
+            return pools[0].id, subnet
+        prefixlen = ipaddress.ip_network(subnet.cidr).prefixlen
+        pool = self._client.create_subnetpool(name=name, prefixes=[subnet.cidr], default_prefixlen=prefixlen,
+                                              min_prefixlen=prefixlen)
+        self._client.set_tags("subnetpools", pool.id, [subnet.id])
+        return pool.id, subnet
+
+    def _carve(self, parent: SubnetPool, cidr: str, shared: bool) -> Subnet:
+        """A subnet from `parent` on a new network marked pending; CreateNetwork names it."""
+        net = self._client.create_network(name=naming.NET_NAME_PREFIX + "pending", shared=shared,
+                                          admin_state_up=True)
+        try:
+            self._client.set_tags("networks", net.id, [PENDING_TAG])
+            subnet = subnets.carve_subnet(self._client, parent, net.id, cidr=cidr, enable_dhcp=self._enable_dhcp)
+        except Exception:
+            self._client.delete_network(net.id)
+            raise
+        self._dir.remember_pool(subnet.id, (subnet,))
+        return subnet
+
+    def release_pool(self, body: Any) -> dict[str, Any]:
+        pool_id = PoolRequest.parse(body).pool_id
+        self._dir.forget_pool(pool_id)
+        pool = self._client.get_subnetpool(pool_id)
+        if pool is None:
+            self._release_carved(pool_id)
+            return {}
+        for subnet in self._client.list_subnets(tags=pool_id):
+            self._client.remove_tag("subnets", subnet.id, pool_id)
+        if naming.SUBNETPOOL_EXISTING_TAG in pool.tags:
+            self._client.remove_tag("subnetpools", pool.id, naming.SUBNETPOOL_EXISTING_TAG)
+            return {}
+        if not pool.name.startswith(self._conf.subnetpool_name_prefix + "-"):
+            return {}  # not ours to delete
+        for subnet in self._client.list_subnets(subnetpool_id=pool.id):
+            if subnet.name.startswith(naming.SUBNET_NAME_PREFIX):
+                self._delete_subnet(subnet)
+        try:
+            self._client.delete_subnetpool(pool.id)
+        except errors.Conflict:
+            LOG.info("subnetpool %s is still used by another network; kept", pool.id)
+        return {}
+
+    def _release_carved(self, subnet_id: str) -> None:
+        subnet = self._client.get_subnet(subnet_id)
+        if subnet is None:
+            return
+        self._delete_subnet(subnet)
+        net = self._client.get_network(subnet.network_id)
+        if PENDING_TAG in net.tags and not net.subnet_ids[1:]:
+            self._client.delete_network(net.id)  # CreateNetwork never came: the placeholder goes too
+
+    def _delete_subnet(self, subnet: Subnet) -> None:
+        try:
+            self._client.delete_subnet(subnet.id)
+        except errors.Conflict as exc:
+            raise errors.Conflict(f"subnet {subnet.id} ({subnet.cidr}) still has ports: {exc.message}; "
+                                  "remove the containers or ports using it first") from None
+
+    # -- addresses --
+    def request_address(self, body: Any) -> dict[str, Any]:
+        req = RequestAddressRequest.parse(body)
+        found = self._dir.pool_subnets(req.pool_id)
+        if req.is_gateway:
+            return {"Address": self._gateway_address(req, found), "Data": {}}
+        if not found:
+            if req.address:  # an --aux-address during network creation: only echoed
+                return {"Address": self._echo_with_pool_prefix(req), "Data": {}}
+            raise errors.NotFound(f"pool {req.pool_id} has no Neutron subnet; the network was removed "
+                                  "from Neutron: recreate it with docker network rm/create")
+        subnet = self._subnet_for_request(req, found)
+        port = self._allocate(subnet, req.address)
+        address = port.ip_in(subnet.id)
+        return {"Address": subnets.with_prefix(address, subnet.cidr), "Data": {}}
+
+    def _gateway_address(self, req: RequestAddressRequest, found: tuple[Subnet, ...]) -> str:
+        if not found:  # network being created: the gateway becomes the subnet's
+            if req.address:
+                return self._echo_with_pool_prefix(req)
+            pool = self._client.get_subnetpool(req.pool_id)
+            if pool is None:
+                raise errors.NotFound(f"pool {req.pool_id} does not exist in Neutron")
+            return subnets.with_prefix(subnets.default_gateway(pool.prefixes[0]), pool.prefixes[0])
+        subnet = found[0]
+        if req.address and subnet.gateway_ip and req.address != subnet.gateway_ip:
+            raise errors.Conflict(f"--gateway {req.address} differs from the gateway {subnet.gateway_ip} of "
+                                  f"Neutron subnet {subnet.id}; leave --gateway out or use that address")
+        gateway = req.address or subnet.gateway_ip or subnets.default_gateway(subnet.cidr)
+        return subnets.with_prefix(gateway, subnet.cidr)
+
+    def _echo_with_pool_prefix(self, req: RequestAddressRequest) -> str:
+        pool = self._client.get_subnetpool(req.pool_id)
+        prefixlen = pool.prefixes[0].split("/")[1] if pool else ("128" if ":" in req.address else "32")
+        return f"{req.address}/{prefixlen}"
+
+    def _subnet_for_request(self, req: RequestAddressRequest, found: tuple[Subnet, ...]) -> Subnet:
+        if not req.address:
+            return found[0]
+        ip = ipaddress.ip_address(req.address)
+        for subnet in found:
+            if ip in ipaddress.ip_network(subnet.cidr):
+                return subnet
+        raise errors.BadRequest(f"{req.address} is outside the pool's subnet {found[0].cidr}")
+
+    def _allocate(self, subnet: Subnet, address: str) -> Port:
+        if address:
+            existing = self._client.list_ports(network_id=subnet.network_id,
+                                               fixed_ips=f"ip_address={address}")
+            if existing:
+                return self._adopt(existing[0], address)
+        if subnet.ip_version == 6:
+            port = self._pairing.take(subnet.network_id)
+            if port is not None:
+                return self._finish_pair(port, subnet, address)
+        partner = self._v6_partner(subnet) if subnet.ip_version == 4 else None
+        if partner is None:
+            return self._create_port(subnet, address, [])
+        self._pairing.begin(subnet.network_id)
+        try:
+            port = self._create_port(subnet, address, [{"subnet_id": partner.id}])
+        except Exception:
+            self._pairing.abort(subnet.network_id)
+            raise
+        self._pairing.park(subnet.network_id, port)
+        return port
+
+    def _v6_partner(self, subnet: Subnet) -> Subnet | None:
+        """The v6 subnet of the same Docker network, if it is dual-stack."""
+        network = self._dir.network_of_subnet(subnet)
+        if network is None:
+            return None
+        return next((s for s in network.subnets if s.ip_version == 6), None)
+
+    def _finish_pair(self, port: Port, subnet: Subnet, address: str) -> Port:
+        current = port.ip_in(subnet.id)
+        if not address or address == current:
+            return port
+        # --ip6 on a dual-stack endpoint: swap the auto-assigned v6 for the requested one
+        fixed = [{"subnet_id": f.subnet_id, "ip_address": f.ip_address} for f in port.fixed_ips
+                 if f.subnet_id != subnet.id] + [{"subnet_id": subnet.id, "ip_address": address}]
+        port = self._client.update_port(port.id, fixed_ips=fixed)
+        self._allocations.discard(port)
+        self._allocations.put(port)
+        return port
+
+    def _create_port(self, subnet: Subnet, address: str, extra_fixed: list[dict[str, str]]) -> Port:
+        fixed = [{"subnet_id": subnet.id, **({"ip_address": address} if address else {})}] + extra_fixed
+        try:
+            port = self._client.create_port(
+                network_id=subnet.network_id, name=naming.UNBOUND_PORT_NAME, admin_state_up=True,
+                fixed_ips=fixed, device_owner=naming.DEVICE_OWNER, **{"binding:host_id": self._conf.host},
+                # Neutron 29 accepts `tags` in a port POST but does not store them, so the
+                # creator's mark goes in the description now and the tags come with the
+                # endpoint's, in the background write after CreateEndpoint.
+                description=naming.cnm_description(self._conf.host))
+        except errors.Conflict as exc:
+            if address:
+                raise errors.Conflict(f"address {address} is already in use in subnet {subnet.cidr}: "
+                                      f"{exc.message}; choose another --ip") from None
+            raise errors.Conflict(f"no free address in subnet {subnet.cidr} ({exc.message}); remove unused "
+                                  "containers or use a bigger subnet") from None
+        self._allocations.put(port)
+        return port
+
+    def _adopt(self, port: Port, address: str) -> Port:
+        """A pre-created port holding the requested address: kuryr-libnetwork's adoption."""
+        if port.device_owner or port.device_id or port.host_id or naming.DEVICE_OWNER in port.tags:
+            raise errors.Conflict(f"address {address} is in use by port {port.id} "
+                                  f"(device_owner {port.device_owner or '-'}, device {port.device_id or '-'}); "
+                                  "choose another --ip")
+        self._client.add_tag("ports", port.id, naming.PORT_EXISTING_TAG)
+        port = self._client.get_port(port.id) or port
+        self._allocations.put(port)
+        return port
+
+    def release_address(self, body: Any) -> dict[str, Any]:
+        req = ReleaseAddressRequest.parse(body)
+        found = self._dir.pool_subnets(req.pool_id)
+        subnet = next((s for s in found if ipaddress.ip_address(req.address) in ipaddress.ip_network(s.cidr)), None)
+        if subnet is None:
+            return {}  # the subnet is gone, and with it the address
+        port = self._allocations.get(subnet.network_id, req.address)
+        if port is None:
+            ports = self._client.list_ports(network_id=subnet.network_id, fixed_ips=f"ip_address={req.address}")
+            port = next((p for p in ports if p.ip_in(subnet.id) == req.address), None)
+        if port is None:
+            return {}  # gateway, aux address, or already released (Docker repeats calls)
+        self._allocations.discard(port)
+        self._deferred.wait_for(port.id)
+        if naming.PORT_EXISTING_TAG in port.tags:
+            self._reset_adopted(port)
+        elif self._made_by_kuryr(port):
+            self._client.delete_port(port.id)
+        return {}
+
+    @staticmethod
+    def _made_by_kuryr(port: Port) -> bool:
+        """kuryr's IPAM ports: tagged compute:kuryr, or (tags lost) kuryr's name and owner;
+        kuryr-libnetwork without tag support named them <device_id>-port."""
+        return (naming.DEVICE_OWNER in port.tags
+                or (port.name == naming.UNBOUND_PORT_NAME and port.device_owner == naming.DEVICE_OWNER)
+                or (bool(port.device_id) and port.name == f"{port.device_id}-port"))
+
+    def _reset_adopted(self, port: Port) -> None:
+        """Give a pre-created port back as it was: unbound, no owner, no kuryr tags."""
+        tags = [t for t in port.tags if t != naming.PORT_EXISTING_TAG
+                and not t.startswith((naming.ID_LH_TAG, naming.ID_UH_TAG))]
+        attrs: dict[str, Any] = {"device_owner": "", "binding:host_id": ""}
+        if port.device_id and (port.device_owner == naming.DEVICE_OWNER):
+            attrs["device_id"] = ""
+        self._client.update_port(port.id, **attrs)
+        self._client.set_tags("ports", port.id, tags)

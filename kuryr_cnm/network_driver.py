@@ -1,19 +1,403 @@
-"""Docker's NetworkDriver: networks, endpoints and sandboxes mapped onto Neutron."""
+"""Docker's NetworkDriver: networks, endpoints and sandboxes mapped onto Neutron.
+
+The container's port already exists when CreateEndpoint arrives (RequestAddress made
+it, bound to this host); CreateEndpoint plugs it in (veth + binder) and hands the
+rest of Neutron's bookkeeping (device_id, endpoint tags) to the background writer.
+Join and EndpointOperInfo answer from memory. Teardown mirrors it: DeleteEndpoint
+unplugs, ReleaseAddress deletes (or resets) the port.
+"""
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import protocol
+from kuryr_cnm import errors, naming, subnets
+from kuryr_cnm.binding import BindingError, Plugger, VifPort
+from kuryr_cnm.deferred import DeferredWrites
+from kuryr_cnm.directory import MTU_TAG, PENDING_TAG, Directory, DockerNetwork
+from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
+from kuryr_cnm.exposure import Exposure
+from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet
+from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
+                                CreateNetworkRequest, EndpointRequest, IPAMData, JoinResponse,
+                                NetworkCapabilities, NetworkRequest, StaticRoute)
+
+LOG = logging.getLogger(__name__)
+
+
+def _ip(cidr: str) -> str:
+    return cidr.split("/")[0]
 
 
 class NetworkDriver:
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
+                 allocations: Allocations, endpoints: EndpointStore, plugger: Plugger,
+                 deferred: DeferredWrites, exposure: Exposure) -> None:
         self._conf = conf
+        self._client = client
+        self._dir = directory
+        self._allocations = allocations
+        self._endpoints = endpoints
+        self._plugger = plugger
+        self._deferred = deferred
+        self._exposure = exposure
 
+    # -- capabilities and no-ops --
     def get_capabilities(self, _body: Any) -> dict[str, Any]:
         scope = self._conf.capability_scope
-        return protocol.NetworkCapabilities(
-            scope=scope, connectivity_scope=self._conf.connectivity_scope or scope
-        ).to_json()
+        return NetworkCapabilities(scope=scope, connectivity_scope=self._conf.connectivity_scope or scope).to_json()
+
+    def gw_alloc_check(self, body: Any) -> dict[str, Any]:
+        """Docker >= 28: skip reserving a gateway on --internal networks (they get none)."""
+        options = (body or {}).get("Options") or {}
+        internal = bool(options.get("com.docker.network.internal"))
+        return {"SkipIPv4": internal, "SkipIPv6": internal}
+
+    def allocate_network(self, body: Any) -> dict[str, Any]:
+        req = AllocateNetworkRequest.parse(body)
+        return {"Options": {str(k): str(v) for k, v in req.options.items()}}
+
+    def free_network(self, body: Any) -> dict[str, Any]:
+        NetworkRequest.parse(body, "NetworkDriver.FreeNetwork")
+        return {}
+
+    def discover(self, _body: Any) -> dict[str, Any]:
+        return {}
+
+    # -- networks --
+    def create_network(self, body: Any) -> dict[str, Any]:
+        req = CreateNetworkRequest.parse(body)
+        if self._dir.docker_network(req.network_id) is not None:
+            return {}  # Docker retried: it exists already
+        generic = req.generic
+        shared = generic.get("neutron.net.shared", "false").lower() == "true"
+        carved = self._carved_subnets(req.ipv4_data + req.ipv6_data)
+        network = self._target_network(req, generic, shared, carved)
+        made = network.name == naming.network_name(req.network_id) and not generic.get("neutron.net.uuid") \
+            and not generic.get("neutron.net.name")
+        try:
+            found = [self._subnet_for(network, data, v6, req.internal, carved)
+                     for v6, datas in ((False, req.ipv4_data), (True, req.ipv6_data)) for data in datas]
+            network = self._tag_network(network, req, generic, made)
+        except Exception:
+            if made:
+                self._client.delete_network(network.id)
+            raise
+        self._dir.remember_network(req.network_id, network, tuple(found))
+        return {}
+
+    def _carved_subnets(self, datas: list[IPAMData]) -> dict[str, Subnet]:
+        """Subnets that RequestPool carved for this network, by CIDR (on pending networks)."""
+        pending = self._client.list_networks(tags=PENDING_TAG)
+        if not pending:
+            return {}
+        wanted = {d.pool for d in datas}
+        out = {}
+        for net in pending:
+            for subnet in self._client.list_subnets(network_id=net.id):
+                if subnet.cidr in wanted:
+                    out[subnet.cidr] = subnet
+        return out
+
+    def _target_network(self, req: CreateNetworkRequest, generic: dict[str, str], shared: bool,
+                        carved: dict[str, Subnet]) -> Network:
+        net_id, net_name = generic.get("neutron.net.uuid"), generic.get("neutron.net.name")
+        if net_id or net_name:
+            return self._existing_network(net_id, net_name, shared)
+        if carved:
+            host = next(iter(sorted(carved.values(), key=lambda s: s.ip_version)))
+            return self._client.update_network(host.network_id, name=naming.network_name(req.network_id))
+        return self._client.create_network(name=naming.network_name(req.network_id), shared=shared,
+                                           admin_state_up=True)
+
+    def _existing_network(self, net_id: str | None, net_name: str | None, shared: bool) -> Network:
+        if net_id:
+            network = self._client.get_network(net_id)
+        else:
+            found = self._client.list_networks(name=net_name)
+            if len(found) != 1:
+                raise errors.NotFound(f"neutron.net.name={net_name} matches {len(found)} Neutron networks; "
+                                      "use neutron.net.uuid") if not found else \
+                    errors.Conflict(f"neutron.net.name={net_name} matches {len(found)} Neutron networks; "
+                                    "use neutron.net.uuid")
+            network = found[0]
+        if network.shared != shared:
+            raise errors.Conflict(f"Neutron network {network.id} has shared={network.shared} but "
+                                  f"neutron.net.shared={shared}; make them agree")
+        return network
+
+    def _subnet_for(self, network: Network, data: IPAMData, v6: bool, internal: bool,
+                    carved: dict[str, Subnet]) -> Subnet:
+        """The Neutron subnet behind one of Docker's pools, on `network`."""
+        aux = [_ip(a) for a in data.aux_addresses.values()]
+        gateway = None if internal else (_ip(data.gateway) if data.gateway else None)
+        subnet = carved.get(data.pool)
+        if subnet is not None and subnet.network_id != network.id:
+            subnet = self._move_carved(subnet, network)
+        if subnet is None:
+            existing = [s for s in self._client.list_subnets(network_id=network.id, cidr=data.pool)]
+            subnet = existing[0] if existing else None
+            if subnet is not None:
+                pool = self._pool_id_for(data.pool)
+                if pool:
+                    self._client.add_tag("subnets", subnet.id, pool)
+                return subnet
+            subnet = self._create_subnet(network, data.pool, v6, gateway, aux)
+        elif internal or aux:
+            attrs: dict[str, Any] = {"allocation_pools": subnets.allocation_pools(subnet.cidr, gateway, aux)}
+            if internal:
+                attrs["gateway_ip"] = None
+            subnet = self._client.update_subnet(subnet.id, **attrs)  # one write for both
+        return subnet
+
+    def _pool_id_for(self, cidr: str) -> str | None:
+        name = naming.subnetpool_name(cidr, self._conf.subnetpool_name_prefix)
+        pools = self._client.list_subnetpools(name=name)
+        return pools[-1].id if pools else None
+
+    def _create_subnet(self, network: Network, cidr: str, v6: bool, gateway: str | None,
+                       aux: list[str]) -> Subnet:
+        """kuryr-libnetwork's --subnet flow: a subnet from the kuryrPool-CIDR pool, tagged with its id."""
+        name = naming.subnetpool_name(cidr, self._conf.subnetpool_name_prefix)
+        pools = [p for p in self._client.list_subnetpools(name=name)
+                 if not self._client.list_subnets(subnetpool_id=p.id)]
+        if not pools:
+            raise errors.NotFound(f"no free subnetpool {name} for {cidr}: Docker's RequestPool did not come "
+                                  "from kuryr; create the network with --ipam-driver kuryr")
+        pool = pools[0]
+        attrs: dict[str, Any] = dict(network_id=network.id, ip_version=6 if v6 else 4, cidr=cidr,
+                                     subnetpool_id=pool.id, name=naming.subnet_name(cidr),
+                                     enable_dhcp=self._conf.neutron.enable_dhcp.lower() == "true",
+                                     gateway_ip=gateway)
+        if aux:
+            attrs["allocation_pools"] = subnets.allocation_pools(cidr, gateway, aux)
+        subnet = self._client.create_subnet(**attrs)
+        self._client.add_tag("subnets", subnet.id, pool.id)
+        return subnet
+
+    def _move_carved(self, subnet: Subnet, network: Network) -> Subnet:
+        """A carved subnet on another (pending) network: re-carve the same CIDR on `network`,
+        tagged with the old subnet id, which is the PoolID Docker keeps."""
+        old_net = subnet.network_id
+        self._client.delete_subnet(subnet.id)
+        self._client.delete_network(old_net)
+        pool_id = subnet.subnetpool_id or ""
+        pool = self._client.get_subnetpool(pool_id)
+        if pool is None:
+            raise errors.NotFound(f"the subnetpool {pool_id} of carved subnet {subnet.cidr} is gone")
+        moved = subnets.carve_subnet(self._client, pool, network.id, cidr=subnet.cidr,
+                                     enable_dhcp=self._conf.neutron.enable_dhcp.lower() == "true")
+        self._client.add_tag("subnets", moved.id, subnet.id)
+        self._dir.forget_pool(subnet.id)
+        return moved
+
+    def _tag_network(self, network: Network, req: CreateNetworkRequest, generic: dict[str, str],
+                     made: bool) -> Network:
+        tags = [t for t in network.tags if t != PENDING_TAG] + naming.id_tags(req.network_id)
+        if not made:
+            tags.append(naming.network_existing_tag(req.network_id))
+        mtu = generic.get(OPT_MTU)
+        if mtu and mtu.isdigit() and int(mtu) < network.mtu:
+            tags.append(MTU_TAG + mtu)
+        self._client.set_tags("networks", network.id, tags)
+        return Network(network.id, network.name, network.mtu, network.shared, tuple(sorted(set(tags))),
+                       network.subnet_ids, network.project_id)
+
+    def delete_network(self, body: Any) -> dict[str, Any]:
+        docker_id = NetworkRequest.parse(body).network_id
+        found = self._dir.docker_network(docker_id)
+        if found is None:
+            LOG.info("DeleteNetwork %s: no Neutron network; nothing to do", docker_id[:12])
+            return {}
+        self._dir.forget_network(docker_id)
+        network = found.network
+        mine = [s for s in self._client.list_subnets(network_id=network.id)
+                if s.name.startswith(naming.SUBNET_NAME_PREFIX)]
+        if found.adopted:
+            for subnet in mine:
+                self._delete_subnet(subnet)
+            keep = [t for t in network.tags if not t.startswith(
+                (naming.ID_LH_TAG, naming.ID_UH_TAG, naming.NET_EXISTING_TAG, MTU_TAG))]
+            self._client.set_tags("networks", network.id, keep)
+            return {}
+        try:
+            self._client.delete_network(network.id)
+        except errors.Conflict:
+            ports = self._client.list_ports(network_id=network.id)
+            raise errors.Conflict(
+                f"Neutron network {network.id} still has {len(ports)} port(s) "
+                f"({', '.join(p.id for p in ports[:5])}); remove the containers using it, or delete "
+                "ports kuryr did not make, then 'docker network rm' again") from None
+        return {}
+
+    def _delete_subnet(self, subnet: Subnet) -> None:
+        try:
+            self._client.delete_subnet(subnet.id)
+        except errors.Conflict as exc:
+            LOG.warning("subnet %s of an adopted network still has ports (%s); kept", subnet.id, exc.message)
+
+    # -- endpoints --
+    def create_endpoint(self, body: Any) -> dict[str, Any]:
+        req = CreateEndpointRequest.parse(body)
+        existing = self._endpoints.get(req.endpoint_id)
+        if existing is not None:
+            return self._interface_answer(req, existing.port)  # Docker retried
+        network = self._dir.require_docker_network(req.network_id)
+        port = self._port_for(network, req)
+        adopted = naming.PORT_EXISTING_TAG in port.tags
+        if adopted or port.host_id != self._conf.host:
+            port = self._bind(port, req.endpoint_id)
+        if req.interface.mac_address and req.interface.mac_address != port.mac_address:
+            raise errors.Conflict(
+                f"Docker asked for MAC {req.interface.mac_address} but port {port.id} has "
+                f"{port.mac_address} and a bound port's MAC cannot change; to use a pre-created port, "
+                "start the container with its --ip (and --mac-address), or leave --mac-address out")
+        try:
+            iface = self._plugger.plug(self._vif(port, network, req.endpoint_id))
+        except BindingError as exc:
+            raise errors.BackendError(f"could not plug port {port.id}: {exc}") from None
+        self._allocations.discard(port)
+        endpoint = Endpoint(req.endpoint_id, network, port, iface.host_name, iface.container_name, adopted)
+        self._endpoints.put(endpoint)
+        self._record_endpoint(port, req.endpoint_id, adopted)
+        if self._conf.neutron.vif_plugging_timeout:
+            self._wait_active(endpoint)
+        return self._interface_answer(req, port)
+
+    def _interface_answer(self, req: CreateEndpointRequest, port: Port) -> dict[str, Any]:
+        # Docker rejects an answer that changes a value it supplied: send only the MAC, only when it gave none.
+        return {"Interface": {} if req.interface.mac_address else {"MacAddress": port.mac_address}}
+
+    def _port_for(self, network: DockerNetwork, req: CreateEndpointRequest) -> Port:
+        addresses = [_ip(a) for a in (req.interface.address, req.interface.address_ipv6) if a]
+        port = self._allocations.get(network.network.id, addresses[0])
+        if port is None:  # RequestAddress was served by another process, or before a restart
+            ports = self._client.list_ports(network_id=network.network.id,
+                                            fixed_ips=f"ip_address={addresses[0]}")
+            port = ports[0] if ports else None
+        if port is None:
+            raise errors.NotFound(f"no Neutron port holds {addresses[0]} on network {network.network.id}; "
+                                  "use kuryr as the IPAM driver (--ipam-driver kuryr)")
+        missing = [a for a in addresses if not port.has_ip(a)]
+        if missing:
+            raise errors.Conflict(f"port {port.id} does not hold {', '.join(missing)}; Docker's addresses for "
+                                  "this endpoint belong to different ports: retry the container start")
+        return port
+
+    def _bind(self, port: Port, endpoint_id: str) -> Port:
+        """Bind an adopted (pre-created) port to this host: one update, host and owner together (DVR needs both)."""
+        return self._client.update_port(port.id, **{
+            "binding:host_id": self._conf.host, "device_owner": naming.DEVICE_OWNER,
+            "device_id": port.device_id or endpoint_id, "admin_state_up": True})
+
+    def _vif(self, port: Port, network: DockerNetwork, endpoint_id: str) -> VifPort:
+        return VifPort(port_id=port.id, mac=port.mac_address, network_id=port.network_id,
+                       project_id=port.project_id, endpoint_id=endpoint_id, vif_type=port.vif_type,
+                       vif_details=dict(port.vif_details), mtu=network.mtu)
+
+    def _record_endpoint(self, port: Port, endpoint_id: str, adopted: bool) -> None:
+        """device_id and the endpoint tags, off Docker's hot path."""
+        # Neutron's POST answer may not list the tags it was given: name them all here.
+        base = [naming.PORT_EXISTING_TAG] if adopted else [naming.DEVICE_OWNER, naming.cnm_host_tag(self._conf.host)]
+        tags = list(port.tags) + base + naming.id_tags(endpoint_id)
+
+        def write() -> None:
+            if not port.device_id:
+                self._client.update_port(port.id, device_id=endpoint_id)
+            self._client.set_tags("ports", port.id, tags)
+        self._deferred.submit(port.id, f"record endpoint {endpoint_id[:12]} on port {port.id}", write)
+
+    def _wait_active(self, endpoint: Endpoint) -> None:
+        timeout = self._conf.neutron.vif_plugging_timeout
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            port = self._client.get_port(endpoint.port.id)
+            if port is not None and port.status == "ACTIVE":
+                return
+            time.sleep(0.2)
+        message = f"port {endpoint.port.id} did not become ACTIVE within {timeout} s"
+        if self._conf.neutron.vif_plugging_is_fatal:
+            self._teardown(endpoint)
+            raise errors.BackendError(message + "; check ovn-controller on this host (vif_plugging_is_fatal)")
+        LOG.warning("%s; going on (vif_plugging_is_fatal is off)", message)
+
+    def endpoint_oper_info(self, body: Any) -> dict[str, Any]:
+        req = EndpointRequest.parse(body, "NetworkDriver.EndpointOperInfo")
+        endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
+        port = endpoint.port
+        return {"Value": {"port_id": port.id, "mac_address": port.mac_address,
+                          "host_interface": endpoint.host_ifname}}
+
+    def delete_endpoint(self, body: Any) -> dict[str, Any]:
+        req = EndpointRequest.parse(body, "NetworkDriver.DeleteEndpoint")
+        endpoint = self._endpoints.get(req.endpoint_id)
+        if endpoint is None:
+            try:
+                endpoint = self._recover(req)
+            except errors.NotFound:
+                return {}  # already deleted: Docker repeats teardown calls
+        self._teardown(endpoint)
+        return {}
+
+    def _teardown(self, endpoint: Endpoint) -> None:
+        network = endpoint.network
+        try:
+            self._plugger.unplug(self._vif(endpoint.port, network, endpoint.endpoint_id))
+        except BindingError as exc:
+            raise errors.BackendError(f"could not unplug port {endpoint.port.id}: {exc}") from None
+        self._endpoints.pop(endpoint.endpoint_id)
+
+    def _recover(self, req: EndpointRequest) -> Endpoint:
+        """Rebuild an endpoint this process does not hold (it restarted) from Neutron's tags."""
+        network = self._dir.require_docker_network(req.network_id)
+        ports = self._client.list_ports(network_id=network.network.id, tags=",".join(naming.id_tags(req.endpoint_id)))
+        if not ports:
+            ports = [p for p in self._client.list_ports(network_id=network.network.id,
+                                                        device_id=req.endpoint_id)]
+        if not ports:
+            raise errors.NotFound(f"endpoint {req.endpoint_id[:12]} has no Neutron port; it was removed already")
+        port = ports[0]
+        endpoint = Endpoint(req.endpoint_id, network, port, naming.host_veth_name(port.id),
+                            naming.container_veth_name(port.id), naming.PORT_EXISTING_TAG in port.tags)
+        self._endpoints.put(endpoint)
+        return endpoint
+
+    # -- sandboxes --
+    def join(self, body: Any) -> dict[str, Any]:
+        req = EndpointRequest.parse(body, "NetworkDriver.Join")
+        endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
+        gateways: dict[int, str] = {}
+        routes: list[StaticRoute] = []
+        for subnet in endpoint.network.subnets:
+            if not endpoint.port.ip_in(subnet.id):
+                continue
+            if subnet.gateway_ip:
+                gateways[subnet.ip_version] = subnet.gateway_ip
+            routes += [StaticRoute(dest, hop) for dest, hop in subnet.host_routes]
+        return JoinResponse(src_name=endpoint.container_ifname, dst_prefix=self._conf.binding.veth_dst_prefix,
+                            gateway=gateways.get(4, ""), gateway_ipv6=gateways.get(6, ""),
+                            static_routes=tuple(routes)).to_json()
+
+    def leave(self, body: Any) -> dict[str, Any]:
+        EndpointRequest.parse(body, "NetworkDriver.Leave")
+        return {}  # the veth goes in DeleteEndpoint, the mirror of CreateEndpoint
+
+    def program_external_connectivity(self, body: Any) -> dict[str, Any]:
+        req = EndpointRequest.parse(body, "NetworkDriver.ProgramExternalConnectivity")
+        if not self._conf.process_external_connectivity:
+            return {}
+        endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
+        self._exposure.expose(endpoint.port, req.options)
+        return {}
+
+    def revoke_external_connectivity(self, body: Any) -> dict[str, Any]:
+        req = EndpointRequest.parse(body, "NetworkDriver.RevokeExternalConnectivity")
+        if not self._conf.process_external_connectivity:
+            return {}
+        endpoint = self._endpoints.get(req.endpoint_id)
+        if endpoint is not None:
+            self._exposure.revoke(endpoint.port)
+        return {}

@@ -1,9 +1,94 @@
+import pytest
+
 from kuryr_cnm import protocol
+from kuryr_cnm.errors import BadRequest
+
+NET = "1" * 64
+EP = "2" * 64
 
 
 def test_handshake_shapes():
     assert protocol.ActivateResponse().to_json() == {"Implements": ["NetworkDriver", "IpamDriver"]}
-    assert protocol.NetworkCapabilities("local", "global").to_json() == {
-        "Scope": "local", "ConnectivityScope": "global"}
+    caps = protocol.NetworkCapabilities("local", "global").to_json()
+    assert caps["Scope"] == "local" and caps["ConnectivityScope"] == "global"
     assert protocol.AddressSpaces("a", "b").to_json() == {
         "LocalDefaultAddressSpace": "a", "GlobalDefaultAddressSpace": "b"}
+
+
+def test_create_network_as_docker_20_10_sends_it():
+    body = {"NetworkID": NET, "Options": {"com.docker.network.enable_ipv6": False,
+                                          "com.docker.network.generic": {"neutron.net.name": "n1", "k": "v"}},
+            "IPv4Data": [{"AddressSpace": "no_address_space", "Gateway": "10.0.0.1/24", "Pool": "10.0.0.0/24",
+                          "AuxAddresses": {"host1": "10.0.0.10/24"}}],
+            "IPv6Data": []}
+    req = protocol.CreateNetworkRequest.parse(body)
+    assert req.network_id == NET and req.generic == {"neutron.net.name": "n1", "k": "v"}
+    assert req.ipv4_data[0].gateway == "10.0.0.1/24" and req.ipv4_data[0].aux_addresses == {"host1": "10.0.0.10/24"}
+    assert not req.internal
+
+
+@pytest.mark.parametrize("body,needle", [
+    (None, "empty one"),
+    ([], "JSON object"),
+    ({}, "NetworkID is required"),
+    ({"NetworkID": "short"}, "not a Docker id"),
+    ({"NetworkID": NET, "IPv4Data": [{"Pool": "nonsense"}]}, "not an address/prefix"),
+    ({"NetworkID": NET, "IPv4Data": "x"}, "must be a list"),
+    ({"NetworkID": NET, "Options": []}, "must be a JSON object"),
+])
+def test_create_network_rejects(body, needle):
+    with pytest.raises(BadRequest, match=needle):
+        protocol.CreateNetworkRequest.parse(body)
+
+
+def test_swarm_ids_are_accepted():
+    assert protocol.NetworkRequest.parse({"NetworkID": "a" * 25}).network_id == "a" * 25
+
+
+def test_create_endpoint():
+    req = protocol.CreateEndpointRequest.parse({
+        "NetworkID": NET, "EndpointID": EP, "Options": {},
+        "Interface": {"Address": "10.0.0.2/24", "AddressIPv6": "", "MacAddress": "02:42:AC:11:00:02"}})
+    assert req.interface.address == "10.0.0.2/24" and req.interface.mac_address == "02:42:ac:11:00:02"
+    with pytest.raises(BadRequest, match="no Address"):
+        protocol.CreateEndpointRequest.parse({"NetworkID": NET, "EndpointID": EP, "Interface": {}})
+    with pytest.raises(BadRequest, match="not a MAC"):
+        protocol.CreateEndpointRequest.parse({"NetworkID": NET, "EndpointID": EP,
+                                              "Interface": {"Address": "10.0.0.2/24", "MacAddress": "zz"}})
+
+
+def test_request_pool():
+    req = protocol.RequestPoolRequest.parse({"AddressSpace": "x", "Pool": "10.0.0.0/16", "SubPool": "10.0.1.0/24",
+                                             "Options": {"neutron.pool.name": "p"}, "V6": False})
+    assert req.sub_pool == "10.0.1.0/24" and req.options == {"neutron.pool.name": "p"}
+    assert protocol.RequestPoolRequest.parse({"Pool": "", "V6": True}).pool == ""
+    with pytest.raises(BadRequest, match="does not match V6"):
+        protocol.RequestPoolRequest.parse({"Pool": "fd00::/64", "V6": False})
+    with pytest.raises(BadRequest, match="true or false"):
+        protocol.RequestPoolRequest.parse({"Pool": "", "V6": "yes"})
+
+
+def test_request_address():
+    req = protocol.RequestAddressRequest.parse({"PoolID": "p", "Address": "",
+                                                "Options": {"RequestAddressType": "com.docker.network.gateway"}})
+    assert req.is_gateway and req.address == ""
+    req = protocol.RequestAddressRequest.parse({"PoolID": "p", "Address": "10.0.0.5", "Options": None})
+    assert not req.is_gateway and req.address == "10.0.0.5"
+    with pytest.raises(BadRequest, match="PoolID is required"):
+        protocol.RequestAddressRequest.parse({"Address": "10.0.0.5"})
+    with pytest.raises(BadRequest, match="not an IP address"):
+        protocol.RequestAddressRequest.parse({"PoolID": "p", "Address": "10.0.0.0/24"})
+
+
+def test_release_address_requires_address():
+    with pytest.raises(BadRequest, match="Address is required"):
+        protocol.ReleaseAddressRequest.parse({"PoolID": "p"})
+
+
+def test_join_response_never_lets_docker_add_gwbridge():
+    out = protocol.JoinResponse("t_c1", "eth").to_json()
+    assert out["DisableGatewayService"] is True and "Gateway" not in out
+    out = protocol.JoinResponse("t_c1", "eth", "10.0.0.1", "fd00::1",
+                                (protocol.StaticRoute("192.168.0.0/24", "10.0.0.254"),)).to_json()
+    assert out["Gateway"] == "10.0.0.1" and out["GatewayIPv6"] == "fd00::1"
+    assert out["StaticRoutes"] == [{"Destination": "192.168.0.0/24", "RouteType": 0, "NextHop": "10.0.0.254"}]

@@ -1,0 +1,78 @@
+"""What this process knows about live endpoints and freshly allocated addresses.
+
+Both are caches in front of Neutron (and of OVS for the host side): a restarted
+plugin rebuilds an endpoint from its port's tags, or from the OVS interface whose
+external_ids carry the endpoint id while the tags are still being written.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from kuryr_cnm.directory import DockerNetwork
+from kuryr_cnm.neutron import Port
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    endpoint_id: str
+    network: DockerNetwork
+    port: Port
+    host_ifname: str
+    container_ifname: str
+    adopted: bool  # a pre-created port: reset, not deleted, on release
+
+
+class EndpointStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, Endpoint] = {}
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        with self._lock:
+            return self._endpoints.get(endpoint_id)
+
+    def put(self, endpoint: Endpoint) -> None:
+        with self._lock:
+            self._endpoints[endpoint.endpoint_id] = endpoint
+
+    def pop(self, endpoint_id: str) -> Endpoint | None:
+        with self._lock:
+            return self._endpoints.pop(endpoint_id, None)
+
+    def by_port(self, port_id: str) -> Endpoint | None:
+        with self._lock:
+            return next((e for e in self._endpoints.values() if e.port.id == port_id), None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._endpoints)
+
+
+class Allocations:
+    """Ports made (or adopted) by RequestAddress, waiting for their CreateEndpoint.
+
+    Keyed by (Neutron network id, IP address): CreateEndpoint knows the address
+    Docker got and the network, not the PoolID."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ports: dict[tuple[str, str], Port] = {}
+
+    def put(self, port: Port) -> None:
+        with self._lock:
+            for fixed in port.fixed_ips:
+                self._ports[(port.network_id, fixed.ip_address)] = port
+
+    def get(self, network_id: str, ip: str) -> Port | None:
+        with self._lock:
+            return self._ports.get((network_id, ip))
+
+    def discard(self, port: Port) -> None:
+        with self._lock:
+            for key in [k for k, p in self._ports.items() if p.id == port.id]:
+                del self._ports[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len({p.id for p in self._ports.values()})

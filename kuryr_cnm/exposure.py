@@ -1,0 +1,80 @@
+"""`docker run --expose`: a security group per port that opens the exposed ports.
+
+kuryr-libnetwork looked the port up by a name it never gave single-stack ports, so
+its `--expose` silently did nothing (its defect §4.11). Here the port is known from
+the endpoint, and the group is named `<port id>-exposed_ports` as upstream names it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kuryr_cnm import naming
+from kuryr_cnm.neutron import NeutronClient, Port
+from kuryr_cnm.protocol import OPT_EXPOSED_PORTS
+
+LOG = logging.getLogger(__name__)
+
+PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp"}
+
+
+def port_ranges(exposed: list[Mapping[str, Any]]) -> list[tuple[str, int, int]]:
+    """(protocol, min, max) per run of consecutive ports, as upstream merges them."""
+    by_proto: dict[str, list[int]] = {}
+    for item in exposed:
+        proto = PROTOCOLS.get(int(item.get("Proto", 0)))
+        if proto is None:
+            continue
+        by_proto.setdefault(proto, []).append(int(item.get("Port", 0)))
+    out = []
+    for proto, ports in sorted(by_proto.items()):
+        ports = sorted(set(ports))
+        start = prev = ports[0]
+        for p in ports[1:] + [None]:
+            if p is not None and p == prev + 1:
+                prev = p
+                continue
+            out.append((proto, start, prev))
+            if p is not None:
+                start = prev = p
+    return out
+
+
+class Exposure:
+    def __init__(self, client: NeutronClient) -> None:
+        self._client = client
+
+    def expose(self, port: Port, options: Mapping[str, Any]) -> None:
+        exposed = options.get(OPT_EXPOSED_PORTS) or []
+        ranges = port_ranges(exposed) if isinstance(exposed, list) else []
+        if not ranges:
+            return  # nothing exposed: no Neutron call at all
+        name = naming.exposed_sg_name(port.id)
+        if self._client.list_security_groups(name=name):
+            return  # Docker retried
+        sg_id = self._client.create_security_group(name, f"docker --expose for port {port.id}")
+        try:
+            for proto, low, high in ranges:
+                rule: dict[str, Any] = dict(security_group_id=sg_id, direction="ingress", protocol=proto,
+                                            ethertype="IPv4")
+                if proto != "icmp":
+                    rule.update(port_range_min=low, port_range_max=high)
+                self._client.create_security_group_rule(**rule)
+            current = self._client.get_port(port.id)
+            groups = list(current.security_groups if current else port.security_groups) + [sg_id]
+            self._client.update_port(port.id, security_groups=groups)
+        except Exception:
+            self._client.delete_security_group(sg_id)
+            raise
+
+    def revoke(self, port: Port) -> None:
+        groups = self._client.list_security_groups(name=naming.exposed_sg_name(port.id))
+        if not groups:
+            return
+        current = self._client.get_port(port.id)
+        ids = {g["id"] for g in groups}
+        if current is not None:
+            self._client.update_port(port.id, security_groups=[g for g in current.security_groups if g not in ids])
+        for sg_id in ids:
+            self._client.delete_security_group(sg_id)

@@ -1,0 +1,79 @@
+"""kuryr-libnetwork 18.0.0's names and tags in Neutron, in one place.
+
+Neutron is kuryr's only store of state, and these names and tags are the
+compatibility contract (shared/reference/kuryr-libnetwork-18.md §1.5): kuryr-cnm
+finds what kuryr-libnetwork made, and kuryr-libnetwork finds what kuryr-cnm makes.
+Neutron tags are at most 60 characters, which is why a 64-character Docker id is
+split over two tags.
+"""
+from __future__ import annotations
+
+# --- networks -------------------------------------------------------------------
+NET_NAME_PREFIX = "kuryr-net-"
+ID_LH_TAG = "kuryr.net.uuid.lh:"  # first 32 chars of a Docker id (networks AND endpoints)
+ID_UH_TAG = "kuryr.net.uuid.uh:"  # chars 32..64
+NET_EXISTING_TAG = "kuryr.net.existing:"  # + docker network id[:12], on adopted networks
+
+# --- subnets and subnetpools ----------------------------------------------------
+SUBNET_NAME_PREFIX = "kuryr-subnet-"
+SUBNETPOOL_EXISTING_TAG = "kuryr.subnetpool.existing"
+
+# --- ports ------------------------------------------------------------------------
+UNBOUND_PORT_NAME = "kuryr-unbound-port"  # name of IPAM-created ports, never renamed
+DEVICE_OWNER = "compute:kuryr"  # device_owner, and the tag on ports kuryr made
+PORT_EXISTING_TAG = "kuryr.port.existing"  # on pre-created ports kuryr adopted
+EXPOSED_PORTS_SG_SUFFIX = "-exposed_ports"
+
+# kuryr-cnm's own mark (ignored by kuryr-libnetwork): which host's kuryr-cnm made a
+# port. The reconciler and the port pool only ever delete ports carrying it.
+CNM_HOST_TAG = "kuryr-cnm.host:"
+
+
+def id_tags(docker_id: str) -> list[str]:
+    """The two tags that carry a 64-character Docker network or endpoint id."""
+    return [ID_LH_TAG + docker_id[:32], ID_UH_TAG + docker_id[32:64]]
+
+
+def id_from_tags(tags: list[str]) -> str | None:
+    lh = next((t[len(ID_LH_TAG):] for t in tags if t.startswith(ID_LH_TAG)), None)
+    uh = next((t[len(ID_UH_TAG):] for t in tags if t.startswith(ID_UH_TAG)), None)
+    return lh + uh if lh is not None and uh is not None else None
+
+
+def network_name(docker_network_id: str) -> str:
+    return NET_NAME_PREFIX + docker_network_id[:8]
+
+
+def network_existing_tag(docker_network_id: str) -> str:
+    return NET_EXISTING_TAG + docker_network_id[:12]
+
+
+def subnet_name(cidr: str) -> str:
+    return SUBNET_NAME_PREFIX + cidr
+
+
+def subnetpool_name(cidr: str, prefix: str = "kuryrPool") -> str:
+    return f"{prefix}-{cidr}"
+
+
+def cnm_host_tag(host: str) -> str:
+    # 60-character tag limit: a very long host name is cut, the prefix is kept
+    return (CNM_HOST_TAG + host)[:60]
+
+
+def cnm_description(host: str) -> str:
+    """Description of the ports kuryr-cnm creates: the creator's mark from the first
+    moment (Neutron stores no tags given at creation; they follow in a second write)."""
+    return f"created by kuryr-cnm on {host}"
+
+
+def exposed_sg_name(port_id: str) -> str:
+    return port_id + EXPOSED_PORTS_SG_SUFFIX
+
+
+def host_veth_name(port_id: str) -> str:
+    return "tap" + port_id[:11]
+
+
+def container_veth_name(port_id: str) -> str:
+    return "t_c" + port_id[:11]

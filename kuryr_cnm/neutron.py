@@ -1,0 +1,312 @@
+"""The gateway to Neutron: the only module that talks to it.
+
+Every request goes through `NeutronClient._request`, one HTTP round trip each
+(openstacksdk's keystoneauth adapter, so one session and token for the process),
+and is counted: the handler's log line lists the Neutron calls it made. Results
+come back as small typed records, not openstacksdk resources, whose `find_*`
+helpers would cost two requests where one does.
+"""
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openstack
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+from kuryr_cnm import errors
+
+LOG = logging.getLogger(__name__)
+
+# The Neutron calls made on behalf of the Docker call being served in this thread.
+_CALLS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("neutron_calls", default=None)
+
+
+def start_call_log() -> list[str]:
+    calls: list[str] = []
+    _CALLS.set(calls)
+    return calls
+
+
+# --- typed records ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    mtu: int
+    shared: bool
+    tags: tuple[str, ...]
+    subnet_ids: tuple[str, ...]
+    project_id: str
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> "Network":
+        return cls(d["id"], d.get("name") or "", int(d.get("mtu") or 1500), bool(d.get("shared")),
+                   tuple(d.get("tags") or ()), tuple(d.get("subnets") or ()), d.get("project_id") or "")
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    name: str
+    network_id: str
+    cidr: str
+    ip_version: int
+    gateway_ip: str | None
+    subnetpool_id: str | None
+    host_routes: tuple[tuple[str, str], ...]  # (destination, nexthop)
+    tags: tuple[str, ...]
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.cidr.split("/")[1])
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> "Subnet":
+        routes = tuple((r["destination"], r["nexthop"]) for r in d.get("host_routes") or ())
+        return cls(d["id"], d.get("name") or "", d["network_id"], d["cidr"], int(d["ip_version"]),
+                   d.get("gateway_ip"), d.get("subnetpool_id"), routes, tuple(d.get("tags") or ()))
+
+
+@dataclass(frozen=True)
+class SubnetPool:
+    id: str
+    name: str
+    prefixes: tuple[str, ...]
+    ip_version: int
+    default_prefixlen: int
+    shared: bool
+    tags: tuple[str, ...]
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> "SubnetPool":
+        return cls(d["id"], d.get("name") or "", tuple(d.get("prefixes") or ()), int(d["ip_version"]),
+                   int(d.get("default_prefixlen") or 0), bool(d.get("shared")), tuple(d.get("tags") or ()))
+
+
+@dataclass(frozen=True)
+class FixedIP:
+    subnet_id: str
+    ip_address: str
+
+
+@dataclass(frozen=True)
+class Port:
+    id: str
+    name: str
+    network_id: str
+    mac_address: str
+    fixed_ips: tuple[FixedIP, ...]
+    tags: tuple[str, ...]
+    device_owner: str
+    device_id: str
+    host_id: str
+    vif_type: str
+    vif_details: Mapping[str, Any]
+    status: str
+    project_id: str
+    security_groups: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def ip_in(self, subnet_id: str) -> str | None:
+        return next((f.ip_address for f in self.fixed_ips if f.subnet_id == subnet_id), None)
+
+    def has_ip(self, ip: str) -> bool:
+        return any(f.ip_address == ip for f in self.fixed_ips)
+
+    @classmethod
+    def from_api(cls, d: Mapping[str, Any]) -> "Port":
+        return cls(
+            id=d["id"], name=d.get("name") or "", network_id=d["network_id"],
+            mac_address=(d.get("mac_address") or "").lower(),
+            fixed_ips=tuple(FixedIP(f["subnet_id"], f["ip_address"]) for f in d.get("fixed_ips") or ()),
+            tags=tuple(d.get("tags") or ()), device_owner=d.get("device_owner") or "",
+            device_id=d.get("device_id") or "", host_id=d.get("binding:host_id") or "",
+            vif_type=d.get("binding:vif_type") or "unbound", vif_details=d.get("binding:vif_details") or {},
+            status=d.get("status") or "", project_id=d.get("project_id") or d.get("tenant_id") or "",
+            security_groups=tuple(d.get("security_groups") or ()), raw=d)
+
+
+# --- the client -----------------------------------------------------------------------
+
+def connect(conf: cfg.ConfigOpts) -> openstack.connection.Connection:
+    """An openstacksdk connection from kuryr.conf: `[neutron] cloud` (clouds.yaml) or keystoneauth options."""
+    if conf.neutron.cloud:
+        return openstack.connect(cloud=conf.neutron.cloud)
+    auth = ks_loading.load_auth_from_conf_options(conf, "neutron")
+    if auth is None:
+        raise cfg.RequiredOptError("auth_type", cfg.OptGroup("neutron"))
+    session = ks_loading.load_session_from_conf_options(conf, "neutron", auth=auth)
+    return openstack.connection.Connection(
+        session=session, region_name=conf.neutron.region_name,
+        network_interface=conf.neutron.endpoint_type)
+
+
+class NeutronClient:
+    """Neutron's REST API, one counted round trip per method call."""
+
+    def __init__(self, conn: openstack.connection.Connection, timeout: float = 30) -> None:
+        self._adapter = conn.network
+        self._timeout = timeout
+
+    # -- plumbing --
+    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                 body: Mapping[str, Any] | None = None, ok: Iterable[int] = (200, 201, 204)) -> Any:
+        started = time.monotonic()
+        label = f"{method} {path.split('?')[0]}"
+        try:
+            resp = self._adapter.request(path, method, params=params, json=body, timeout=self._timeout,
+                                         raise_exc=False, headers={"Accept": "application/json"})
+        except ks_exc.ConnectFailure as exc:
+            raise errors.Unavailable(f"Neutron is unreachable ({exc.__class__.__name__}); check that "
+                                     "neutron-server runs and [neutron] points at it, then retry") from None
+        except (ks_exc.ConnectionError, ks_exc.RequestTimeout) as exc:
+            raise errors.Unavailable(f"Neutron did not answer {label} in time ({exc.__class__.__name__}); "
+                                     "retry when Neutron is healthy") from None
+        except ks_exc.ClientException as exc:  # auth failures and the like
+            raise errors.BackendError(f"Neutron request {label} failed: {exc}; check [neutron] credentials") from None
+        ms = (time.monotonic() - started) * 1000
+        calls = _CALLS.get()
+        if calls is not None:
+            calls.append(f"{label} {resp.status_code} {ms:.0f}ms")
+        if resp.status_code not in ok:
+            raise _error_for(resp.status_code, label, _neutron_message(resp))
+        return resp.json() if resp.content else None
+
+    def _list(self, collection: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        # the URL says security-groups, the body security_groups
+        return self._request("GET", f"/{collection}", params=params)[collection.replace("-", "_")]
+
+    # -- networks --
+    def list_networks(self, **filters: Any) -> list[Network]:
+        return [Network.from_api(d) for d in self._list("networks", filters)]
+
+    def get_network(self, network_id: str) -> Network:
+        return Network.from_api(self._request("GET", f"/networks/{network_id}")["network"])
+
+    def create_network(self, **attrs: Any) -> Network:
+        return Network.from_api(self._request("POST", "/networks", body={"network": attrs})["network"])
+
+    def update_network(self, network_id: str, **attrs: Any) -> Network:
+        return Network.from_api(self._request("PUT", f"/networks/{network_id}", body={"network": attrs})["network"])
+
+    def delete_network(self, network_id: str) -> None:
+        self._request("DELETE", f"/networks/{network_id}", ok=(204, 404))
+
+    # -- subnets --
+    def list_subnets(self, **filters: Any) -> list[Subnet]:
+        return [Subnet.from_api(d) for d in self._list("subnets", filters)]
+
+    def get_subnet(self, subnet_id: str) -> Subnet | None:
+        try:
+            return Subnet.from_api(self._request("GET", f"/subnets/{subnet_id}")["subnet"])
+        except errors.NotFound:
+            return None
+
+    def create_subnet(self, **attrs: Any) -> Subnet:
+        return Subnet.from_api(self._request("POST", "/subnets", body={"subnet": attrs})["subnet"])
+
+    def update_subnet(self, subnet_id: str, **attrs: Any) -> Subnet:
+        return Subnet.from_api(self._request("PUT", f"/subnets/{subnet_id}", body={"subnet": attrs})["subnet"])
+
+    def delete_subnet(self, subnet_id: str) -> None:
+        self._request("DELETE", f"/subnets/{subnet_id}", ok=(204, 404))
+
+    # -- subnetpools --
+    def list_subnetpools(self, **filters: Any) -> list[SubnetPool]:
+        return [SubnetPool.from_api(d) for d in self._list("subnetpools", filters)]
+
+    def get_subnetpool(self, pool_id: str) -> SubnetPool | None:
+        try:
+            return SubnetPool.from_api(self._request("GET", f"/subnetpools/{pool_id}")["subnetpool"])
+        except errors.NotFound:
+            return None
+
+    def create_subnetpool(self, **attrs: Any) -> SubnetPool:
+        return SubnetPool.from_api(self._request("POST", "/subnetpools", body={"subnetpool": attrs})["subnetpool"])
+
+    def delete_subnetpool(self, pool_id: str) -> None:
+        self._request("DELETE", f"/subnetpools/{pool_id}", ok=(204, 404))
+
+    # -- ports --
+    def list_ports(self, **filters: Any) -> list[Port]:
+        return [Port.from_api(d) for d in self._list("ports", filters)]
+
+    def get_port(self, port_id: str) -> Port | None:
+        try:
+            return Port.from_api(self._request("GET", f"/ports/{port_id}")["port"])
+        except errors.NotFound:
+            return None
+
+    def create_port(self, **attrs: Any) -> Port:
+        return Port.from_api(self._request("POST", "/ports", body={"port": attrs})["port"])
+
+    def create_ports(self, ports: list[dict[str, Any]]) -> list[Port]:
+        """Bulk create: one request, all or nothing."""
+        return [Port.from_api(d) for d in self._request("POST", "/ports", body={"ports": ports})["ports"]]
+
+    def update_port(self, port_id: str, **attrs: Any) -> Port:
+        return Port.from_api(self._request("PUT", f"/ports/{port_id}", body={"port": attrs})["port"])
+
+    def delete_port(self, port_id: str) -> None:
+        self._request("DELETE", f"/ports/{port_id}", ok=(204, 404))
+
+    # -- tags (networks, subnets and subnetpools cannot take tags at creation) --
+    def set_tags(self, collection: str, resource_id: str, tags: Iterable[str]) -> None:
+        """Replace all tags of a resource: one request."""
+        self._request("PUT", f"/{collection}/{resource_id}/tags", body={"tags": sorted(set(tags))})
+
+    def add_tag(self, collection: str, resource_id: str, tag: str) -> None:
+        self._request("PUT", f"/{collection}/{resource_id}/tags/{tag}", ok=(200, 201, 204))
+
+    def remove_tag(self, collection: str, resource_id: str, tag: str) -> None:
+        self._request("DELETE", f"/{collection}/{resource_id}/tags/{tag}", ok=(204, 404))
+
+    # -- security groups --
+    def create_security_group(self, name: str, description: str = "") -> str:
+        body = {"security_group": {"name": name, "description": description}}
+        return self._request("POST", "/security-groups", body=body)["security_group"]["id"]
+
+    def create_security_group_rule(self, **attrs: Any) -> None:
+        self._request("POST", "/security-group-rules", body={"security_group_rule": attrs})
+
+    def list_security_groups(self, **filters: Any) -> list[dict[str, Any]]:
+        return self._list("security-groups", filters)
+
+    def delete_security_group(self, sg_id: str) -> None:
+        self._request("DELETE", f"/security-groups/{sg_id}", ok=(204, 404))
+
+    # -- service --
+    def extensions(self) -> set[str]:
+        return {e["alias"] for e in self._request("GET", "/extensions")["extensions"]}
+
+
+def _neutron_message(resp: Any) -> str:
+    try:
+        err = resp.json().get("NeutronError") or {}
+        return err.get("message") or resp.text[:300]
+    except ValueError:
+        return resp.text[:300]
+
+
+def _error_for(status: int, label: str, message: str) -> errors.PluginError:
+    text = f"Neutron refused {label}: {message}"
+    if status == 404:
+        return errors.NotFound(text)
+    if status == 409:
+        return errors.Conflict(text)
+    if status in (400, 422):
+        return errors.BadRequest(text)
+    if status in (401, 403):
+        return errors.BackendError(text + " (check the credentials and role of kuryr's Neutron user: it "
+                                   "needs admin to bind ports to hosts)", status=403)
+    if status in (502, 503, 504):
+        return errors.Unavailable(text)
+    return errors.BackendError(text)

@@ -1,0 +1,68 @@
+"""e2e fixtures: real docker commands against both engines, and a leak check after each test."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests import host
+from tests.leaks import Snapshot, assert_nothing_left
+
+
+@pytest.fixture(params=sorted(host.ENGINES))
+def engine(request) -> str:
+    return request.param
+
+
+class Docker:
+    """One engine, and the networks and containers a test made on it (removed at the end)."""
+
+    def __init__(self, engine: str, tag: str) -> None:
+        self.engine = engine
+        self.tag = tag
+        self.containers: list[str] = []
+        self.networks: list[str] = []
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 120):
+        return host.docker(self.engine, *args, check=check, timeout=timeout)
+
+    def network(self, name: str, *args: str, driver: str = "kuryr") -> str:
+        full = f"kcnmt-{name}-{self.tag}"
+        ipam = ["--ipam-driver", "kuryr"] if driver == "kuryr" else []
+        self("network", "create", "-d", driver, *ipam, *args, full)
+        self.networks.append(full)
+        return full
+
+    def run(self, name: str, network: str, *args: str, cmd: tuple[str, ...] = ("sleep", "3600")) -> str:
+        full = f"kcnmt-{name}-{self.tag}"
+        self("run", "-d", "--name", full, "--network", network, *args, host.TEST_IMAGE, *cmd)
+        self.containers.append(full)
+        return full
+
+    def exec(self, container: str, *cmd: str, check: bool = True, timeout: float = 60):
+        return self("exec", container, *cmd, check=check, timeout=timeout)
+
+    def inspect(self, what: str, fmt: str) -> str:
+        return self("inspect", "--format", fmt, what).stdout.strip()
+
+    def ip(self, container: str, network: str, v6: bool = False) -> str:
+        key = "GlobalIPv6Address" if v6 else "IPAddress"
+        return self.inspect(container, "{{(index .NetworkSettings.Networks \"%s\").%s}}" % (network, key))
+
+    def cleanup(self) -> None:
+        for c in reversed(self.containers):
+            self("rm", "-f", c, check=False)
+        for n in reversed(self.networks):
+            self("network", "rm", n, check=False)
+
+
+@pytest.fixture
+def docker(engine: str, neutron) -> Iterator[Docker]:
+    before = Snapshot.take(neutron)
+    d = Docker(engine, uuid.uuid4().hex[:6])
+    try:
+        yield d
+    finally:
+        d.cleanup()
+    assert_nothing_left(neutron, before)
