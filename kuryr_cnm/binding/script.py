@@ -6,14 +6,14 @@ scripts keep working:
     <script> bind   <port_id> <host_ifname> <endpoint_id> <mac> <network_id> <project_id> <vif_details>
     <script> unbind <port_id> <host_ifname> <endpoint_id> <mac> <vif_details> <network_id>
 
-One difference: vif_details is passed as JSON (kuryr-lib passed Python's repr of the
-dict, wrapped in double quotes). A script runs as this process's user (root), with
+vif_details is passed exactly as kuryr-lib passed it, Python's repr of the dict wrapped
+in double quotes (`"{'port_filter': True, ...}"`), or '' when there are none: upstream's
+scripts match on that text (e.g. `'ovs_hybrid_plug': True`). A script runs as this process's user (root), with
 no standard input, in its own process group so that a timeout kills all it started.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -87,7 +87,8 @@ class ScriptBinder(Binder):
 
 
 def _details(port: VifPort) -> str:
-    return json.dumps(dict(port.vif_details), sort_keys=True)
+    # kuryr.lib.utils.string_mappings, byte for byte
+    return '"' + str(dict(port.vif_details)) + '"' if port.vif_details else ""
 
 
 def _tail(text: str) -> str:

@@ -13,8 +13,8 @@ def _tcp_exchange(docker, server: str, client: str, address: str, port: int = 50
     docker("exec", "-d", server, "sh", "-c", f"nc -l -p {port} > {out}")
     host.wait_for(lambda: f":{port:04X}" in docker.exec(server, "cat", "/proc/net/tcp", "/proc/net/tcp6").stdout,
                   timeout=10, what="nc listening")
-    host.run([host.DOCKER_CLI, "-H", f"unix://{host.ENGINES[docker.engine]}", "exec", "-i",
-              client, "busybox", "nc", "-w", "5", address, str(port)], input="hello over tcp\n", timeout=30)
+    # the line is produced inside the container: `docker exec -i` may close stdin before sending it
+    docker.exec(client, "sh", "-c", f"echo hello over tcp | nc -w 5 {address} {port}", timeout=30)
     host.wait_for(lambda: docker.exec(server, "cat", out).stdout.strip() != "", timeout=10, what="data")
     return docker.exec(server, "cat", out).stdout.strip()
 
