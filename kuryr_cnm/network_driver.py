@@ -16,6 +16,7 @@ from oslo_config import cfg
 
 from kuryr_cnm import errors, naming, subnets
 from kuryr_cnm.binding import BindingError, Plugger, VifPort
+from kuryr_cnm.binding.ovs import OvsPort
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import MTU_TAG, PENDING_TAG, Directory, DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
@@ -248,13 +249,11 @@ class NetworkDriver:
         network = self._dir.require_docker_network(req.network_id)
         port = self._port_for(network, req)
         adopted = naming.PORT_EXISTING_TAG in port.tags
+        mac = req.interface.mac_address if req.interface.mac_address != port.mac_address else ""
         if adopted or port.host_id != self._conf.host:
-            port = self._bind(port, req.endpoint_id)
-        if req.interface.mac_address and req.interface.mac_address != port.mac_address:
-            raise errors.Conflict(
-                f"Docker asked for MAC {req.interface.mac_address} but port {port.id} has "
-                f"{port.mac_address} and a bound port's MAC cannot change; to use a pre-created port, "
-                "start the container with its --ip (and --mac-address), or leave --mac-address out")
+            port = self._bind(port, req.endpoint_id, mac)
+        elif mac:
+            port = self._change_mac(port, mac)
         try:
             iface = self._plugger.plug(self._vif(port, network, req.endpoint_id))
         except BindingError as exc:
@@ -287,11 +286,24 @@ class NetworkDriver:
                                   "this endpoint belong to different ports: retry the container start")
         return port
 
-    def _bind(self, port: Port, endpoint_id: str) -> Port:
-        """Bind an adopted (pre-created) port to this host: one update, host and owner together (DVR needs both)."""
-        return self._client.update_port(port.id, **{
-            "binding:host_id": self._conf.host, "device_owner": naming.DEVICE_OWNER,
-            "device_id": port.device_id or endpoint_id, "admin_state_up": True})
+    def _bind(self, port: Port, endpoint_id: str, mac: str = "") -> Port:
+        """Bind an adopted (pre-created) port to this host: one update, host and owner together
+        (DVR needs both), and the MAC Docker asked for while the port is still unbound."""
+        attrs: dict[str, Any] = {"binding:host_id": self._conf.host, "device_owner": naming.DEVICE_OWNER,
+                                 "device_id": port.device_id or endpoint_id, "admin_state_up": True}
+        if mac:
+            attrs["mac_address"] = mac
+        return self._client.update_port(port.id, **attrs)
+
+    def _change_mac(self, port: Port, mac: str) -> Port:
+        """`--mac-address` on a port made already bound: Neutron changes the MAC of unbound
+        ports only, so unbind, then set the MAC and bind again in one update."""
+        self._client.update_port(port.id, **{"binding:host_id": ""})
+        try:
+            return self._client.update_port(port.id, **{"mac_address": mac, "binding:host_id": self._conf.host})
+        except errors.PluginError:
+            self._client.update_port(port.id, **{"binding:host_id": self._conf.host})
+            raise
 
     def _vif(self, port: Port, network: DockerNetwork, endpoint_id: str) -> VifPort:
         return VifPort(port_id=port.id, mac=port.mac_address, network_id=port.network_id,
@@ -338,6 +350,7 @@ class NetworkDriver:
             try:
                 endpoint = self._recover(req)
             except errors.NotFound:
+                self._unplug_orphan(req.endpoint_id)
                 return {}  # already deleted: Docker repeats teardown calls
         self._teardown(endpoint)
         return {}
@@ -351,19 +364,42 @@ class NetworkDriver:
         self._endpoints.pop(endpoint.endpoint_id)
 
     def _recover(self, req: EndpointRequest) -> Endpoint:
-        """Rebuild an endpoint this process does not hold (it restarted) from Neutron's tags."""
+        """Rebuild an endpoint this process does not hold (it restarted) from Neutron's tags,
+        or, while those are still being written, from the OVS interface that names it."""
         network = self._dir.require_docker_network(req.network_id)
-        ports = self._client.list_ports(network_id=network.network.id, tags=",".join(naming.id_tags(req.endpoint_id)))
-        if not ports:
-            ports = [p for p in self._client.list_ports(network_id=network.network.id,
-                                                        device_id=req.endpoint_id)]
-        if not ports:
+        port = self._port_of_endpoint(network, req.endpoint_id)
+        if port is None:
             raise errors.NotFound(f"endpoint {req.endpoint_id[:12]} has no Neutron port; it was removed already")
-        port = ports[0]
         endpoint = Endpoint(req.endpoint_id, network, port, naming.host_veth_name(port.id),
                             naming.container_veth_name(port.id), naming.PORT_EXISTING_TAG in port.tags)
         self._endpoints.put(endpoint)
         return endpoint
+
+    def _port_of_endpoint(self, network: DockerNetwork, endpoint_id: str) -> Port | None:
+        ports = self._client.list_ports(network_id=network.network.id, tags=",".join(naming.id_tags(endpoint_id)))
+        if ports:
+            return ports[0]
+        plugged = self._ovs_port_of(endpoint_id)
+        return self._client.get_port(plugged.iface_id) if plugged else None
+
+    def _ovs_port_of(self, endpoint_id: str) -> OvsPort | None:
+        try:
+            return next((p for p in self._plugger.list_kuryr_ports() if p.vm_uuid == endpoint_id), None)
+        except BindingError as exc:
+            LOG.warning("cannot read OVS to find endpoint %s: %s", endpoint_id[:12], exc)
+            return None
+
+    def _unplug_orphan(self, endpoint_id: str) -> None:
+        """DeleteEndpoint after the Neutron port vanished: OVS still names what to remove."""
+        plugged = self._ovs_port_of(endpoint_id)
+        if plugged is None:
+            return
+        vif = VifPort(port_id=plugged.iface_id, mac=plugged.attached_mac, network_id="", project_id="",
+                      endpoint_id=endpoint_id, vif_type="ovs", vif_details={}, mtu=0)
+        try:
+            self._plugger.unplug(vif)
+        except BindingError as exc:
+            raise errors.BackendError(f"could not unplug {plugged.name}: {exc}") from None
 
     # -- sandboxes --
     def join(self, body: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@
 #   aio.sh status   each piece up or down; exit 1 if any is down
 #   aio.sh wipe     down, then delete the Neutron DB, OVN DBs and OVS conf.db
 #   aio.sh install  only the installation step of 'up'
+#   aio.sh restart-plugin [--kill]   restart kuryr-cnm alone (--kill: SIGKILL, as a crash)
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
@@ -113,5 +114,8 @@ case "${1:-}" in
     down) do_down ;;
     status) do_status ;;
     wipe) do_wipe ;;
-    *) echo "usage: $0 {up|down|status|wipe|install}" >&2; exit 2 ;;
+    restart-plugin)
+        if [ "${2:-}" = --kill ] && pid_alive "$PLUGIN_PID"; then kill -KILL "$(cat "$PLUGIN_PID")"; fi
+        stop_plugin; start_plugin ;;
+    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]}" >&2; exit 2 ;;
 esac
