@@ -41,12 +41,15 @@ apt_install() {
 }
 
 install_neutron_venv() {
-    [ -x "$NEUTRON_VENV/bin/neutron-db-manage" ] && [ -x "$NEUTRON_VENV/bin/gunicorn" ] && return 0
-    log "installing Neutron 29.0.0 into $NEUTRON_VENV (about a minute)"
-    /usr/bin/python3 -m venv "$NEUTRON_VENV" || die "python3 -m venv failed"
-    "$NEUTRON_VENV/bin/pip" install -q -c "$STACK/neutron-venv-constraints.txt" \
-        neutron==29.0.0 PyMySQL gunicorn openstacksdk >"$LOG/neutron-pip.log" 2>&1 \
-        || die "pip install neutron failed (see $LOG/neutron-pip.log)"
+    if ! [ -x "$NEUTRON_VENV/bin/neutron-db-manage" ] || ! [ -x "$NEUTRON_VENV/bin/openstack" ]; then
+        log "installing Neutron 29.0.0 and the openstack CLI into $NEUTRON_VENV (about a minute)"
+        [ -x "$NEUTRON_VENV/bin/python" ] || /usr/bin/python3 -m venv "$NEUTRON_VENV" || die "python3 -m venv failed"
+        "$NEUTRON_VENV/bin/pip" install -q -c "$STACK/neutron-venv-constraints.txt" \
+            neutron==29.0.0 PyMySQL gunicorn openstacksdk python-openstackclient >"$LOG/neutron-pip.log" 2>&1 \
+            || die "pip install neutron failed (see $LOG/neutron-pip.log)"
+    fi
+    # `openstack --os-cloud aio ...` from any shell, unless the machine has its own client
+    if ! command -v openstack >/dev/null 2>&1; then ln -sf "$NEUTRON_VENV/bin/openstack" /usr/local/bin/openstack; fi
 }
 
 do_install() {
