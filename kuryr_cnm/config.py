@@ -116,5 +116,10 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
-    """For oslo-config-generator and `kuryr-cnm sample-config`."""
-    return [("DEFAULT", default_opts), ("neutron", neutron_opts), ("binding", binding_opts)]
+    """For oslo-config-generator and `kuryr-cnm sample-config`: ours, then keystoneauth's
+    session options and the password plugin's (the usual choice) in [neutron]."""
+    keystone = (ks_loading.get_session_conf_options() + ks_loading.get_auth_common_conf_options()
+                + ks_loading.get_auth_plugin_conf_options("password"))
+    seen: set[str] = set()
+    keystone = [o for o in keystone if not (o.dest in seen or seen.add(o.dest))]
+    return [("DEFAULT", default_opts), ("neutron", neutron_opts + keystone), ("binding", binding_opts)]

@@ -53,3 +53,49 @@ def netns(cleanup: Callable[[Callable[[], object]], None], unique: str) -> Calla
         cleanup(lambda: host.netns_del(name))
         return name
     return make
+
+
+@pytest.fixture
+def extra_plugin(tmp_path):
+    """Factory: start another kuryr-cnm with its own kuryr.conf (the stack's, plus overrides)
+    as plugin `name`; stopped at the end of the test. Returns the log path."""
+    import configparser
+    import os
+    import subprocess
+    import sys
+    import time
+
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, overrides: dict[str, dict[str, str]]) -> str:
+        conf = configparser.ConfigParser()
+        conf.read("/opt/kuryr-cnm/etc/kuryr.conf")
+        conf.setdefault("DEFAULT", {})
+        conf["DEFAULT"]["kuryr_uri"] = f"unix:///run/docker/plugins/{name}.sock"
+        conf["DEFAULT"]["plugin_name"] = name
+        for section, values in overrides.items():
+            if section != "DEFAULT" and not conf.has_section(section):
+                conf.add_section(section)
+            for key, value in values.items():
+                conf[section][key] = value
+        path = tmp_path / f"{name}.conf"
+        with open(path, "w") as f:
+            conf.write(f)
+        log = tmp_path / f"{name}.log"
+        exe = os.path.join(os.path.dirname(sys.executable), "kuryr-cnm")
+        proc = subprocess.Popen([exe, "serve", "--config-file", str(path)], stdout=open(log, "w"),
+                                stderr=subprocess.STDOUT)
+        procs.append(proc)
+        host.wait_for(lambda: "serving plugin" in log.read_text() or proc.poll() is not None, timeout=30,
+                      what=f"kuryr-cnm {name} to start")
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.1)
+        return str(log)
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -43,9 +43,12 @@ class DockerLike:
         return answer
 
     def create_network(self, subnet: str = "", v6_subnet: str = "", options: dict | None = None,
-                       ipam_options: dict | None = None, gateway: str = "", internal: bool = False) -> dict:
+                       ipam_options: dict | None = None, gateway: str = "", internal: bool = False,
+                       ip_range: str = "", enable_ipv6: bool = False) -> dict:
+        """`enable_ipv6=True` without `v6_subnet` is `--ipv6` with no v6 --subnet: RequestPool Pool="" V6=true."""
         net = {"id": docker_id(), "pools": []}
-        v4 = self.ok("IpamDriver.RequestPool", {"AddressSpace": "no_address_space", "Pool": subnet, "SubPool": "",
+        v4 = self.ok("IpamDriver.RequestPool", {"AddressSpace": "no_address_space", "Pool": subnet,
+                                                "SubPool": ip_range,
                                                 "Options": ipam_options or {}, "V6": False})
         if gateway:
             gw = self.ok("IpamDriver.RequestAddress", {"PoolID": v4["PoolID"], "Address": gateway,
@@ -56,13 +59,13 @@ class DockerLike:
         net["pools"].append(v4["PoolID"])
         ipv4 = [{"AddressSpace": "no_address_space", "Pool": v4["Pool"], "Gateway": v4_gw}]
         ipv6 = []
-        if v6_subnet:
+        if v6_subnet or enable_ipv6:
             v6 = self.ok("IpamDriver.RequestPool", {"AddressSpace": "no_address_space", "Pool": v6_subnet,
                                                     "SubPool": "", "Options": ipam_options or {}, "V6": True})
             net["pools"].append(v6["PoolID"])
             ipv6 = [{"AddressSpace": "no_address_space", "Pool": v6["Pool"],
                      "Gateway": v6["Data"]["com.docker.network.gateway"]}]
-        opts = {"com.docker.network.enable_ipv6": bool(v6_subnet),
+        opts = {"com.docker.network.enable_ipv6": bool(v6_subnet or enable_ipv6),
                 "com.docker.network.generic": options or {}}
         if internal:
             opts["com.docker.network.internal"] = True
@@ -76,14 +79,15 @@ class DockerLike:
             self.ok("IpamDriver.ReleasePool", {"PoolID": pool})
         self.ok("NetworkDriver.DeleteNetwork", {"NetworkID": net["id"]})
 
-    def start(self, net: dict, address: str = "") -> dict:
+    def start(self, net: dict, address: str = "", address6: str = "") -> dict:
         ep = {"id": docker_id(), "net": net}
         addr = self.ok("IpamDriver.RequestAddress", {"PoolID": net["pools"][0], "Address": address,
                                                      "Options": None})["Address"]
         ep["address"] = addr
         iface = {"Address": addr, "AddressIPv6": "", "MacAddress": ""}
         if len(net["pools"]) > 1:
-            iface["AddressIPv6"] = self.ok("IpamDriver.RequestAddress", {"PoolID": net["pools"][1], "Address": "",
+            iface["AddressIPv6"] = self.ok("IpamDriver.RequestAddress", {"PoolID": net["pools"][1],
+                                                                         "Address": address6,
                                                                          "Options": None})["Address"]
             ep["address6"] = iface["AddressIPv6"]
         ep["create"] = self.ok("NetworkDriver.CreateEndpoint", {"NetworkID": net["id"], "EndpointID": ep["id"],

@@ -64,3 +64,33 @@ def test_loads_are_independent():
     a, b = config.load(), config.load()
     a.set_override("capability_scope", "global")
     assert b.capability_scope == "local"
+
+
+def test_keystone_password_auth_is_loaded_from_neutron_group(tmp_path):
+    from keystoneauth1 import loading as ks_loading
+    path = tmp_path / "kuryr.conf"
+    path.write_text(textwrap.dedent("""
+        [neutron]
+        auth_type = password
+        auth_url = http://127.0.0.1:5000/v3
+        username = kuryr
+        password = s3cret
+        project_name = service
+        user_domain_name = Default
+        project_domain_name = Default
+        cafile = /etc/ssl/ca.pem
+        timeout = 12
+    """))
+    conf = config.load([str(path)])
+    auth = ks_loading.load_auth_from_conf_options(conf, "neutron")
+    assert type(auth).__name__ == "Password" and auth.auth_url == "http://127.0.0.1:5000/v3"
+    session = ks_loading.load_session_from_conf_options(conf, "neutron", auth=auth)
+    assert session.verify == "/etc/ssl/ca.pem" and session.timeout == 12
+
+
+def test_upstream_admin_token_auth(tmp_path):
+    from keystoneauth1 import loading as ks_loading
+    path = tmp_path / "kuryr.conf"
+    path.write_text("[neutron]\nauth_type = admin_token\nendpoint = http://127.0.0.1:9696\ntoken = x\n")
+    auth = ks_loading.load_auth_from_conf_options(config.load([str(path)]), "neutron")
+    assert auth.get_endpoint(None) == "http://127.0.0.1:9696"
