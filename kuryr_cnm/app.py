@@ -6,6 +6,7 @@ outcome, its duration and the Neutron requests it made.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from kuryr_cnm.endpoints import Allocations, EndpointStore
 from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
+from kuryr_cnm.pool import PortPool
 from kuryr_cnm.server import Router
 
 LOG = logging.getLogger("kuryr_cnm.calls")
@@ -77,8 +79,19 @@ class Plugin:
     ipam: IpamDriver
     deferred: DeferredWrites
     plugger: Plugger
+    pool: PortPool
+
+    def start_background(self) -> None:
+        """Work that needs Neutron but must not delay serving Docker (Neutron may be down)."""
+        def recover() -> None:
+            try:
+                self.pool.recover()
+            except errors.PluginError as exc:
+                LOG.warning("port pool: could not look for pool ports left in Neutron: %s", exc.message)
+        threading.Thread(target=recover, name="pool-recover", daemon=True).start()
 
     def close(self) -> None:
+        self.pool.close()
         self.deferred.drain()
         self.deferred.shutdown()
         self.plugger.close()
@@ -91,9 +104,10 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     allocations = Allocations()
     deferred = DeferredWrites()
     plugger = Plugger(bindir=conf.bindir)
+    pool = PortPool(conf, client)
     network = NetworkDriver(conf, client, directory, allocations, EndpointStore(), plugger, deferred,
-                            Exposure(client))
-    ipam = IpamDriver(conf, client, directory, allocations, deferred)
+                            Exposure(client), pool)
+    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
         "Plugin.Activate": activate,
@@ -121,4 +135,4 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     }
     for method, handler in routes.items():
         router.add(method, logged(method, handler))
-    return Plugin(router, network, ipam, deferred, plugger)
+    return Plugin(router, network, ipam, deferred, plugger, pool)

@@ -89,6 +89,7 @@ def serve(conf: cfg.ConfigOpts) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     server.serve_in_thread(srv)
+    plugin.start_background()
     stop.wait()
     srv.shutdown()
     srv.server_close()

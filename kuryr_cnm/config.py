@@ -97,10 +97,27 @@ binding_opts = [
 ]
 
 
+vif_pool_opts = [
+    cfg.BoolOpt("enabled", default=False,
+                help="(kuryr-cnm) Keep a pool of ports per network, created in bulk and already "
+                "bound to this host, so that a container start makes no Neutron write."),
+    cfg.IntOpt("ports_pool_min", default=5, min=0,
+               help="Refill a network's pool when fewer ports than this are ready."),
+    cfg.IntOpt("ports_pool_max", default=20, min=0,
+               help="Never hold more ready ports than this per network (each holds an address)."),
+    cfg.IntOpt("ports_pool_batch", default=10, min=1,
+               help="Ports created per bulk request when refilling."),
+    cfg.IntOpt("recovery_grace", default=15, min=0,
+               help="Seconds after a restart before pool ports found in Neutron are handed out: "
+               "Docker first releases the addresses of starts the restart cut short."),
+]
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(default_opts)
     conf.register_opts(neutron_opts, group="neutron")
     conf.register_opts(binding_opts, group="binding")
+    conf.register_opts(vif_pool_opts, group="vif_pool")
     # keystoneauth's session and auth options in [neutron], as kuryr-lib registers them
     ks_loading.register_session_conf_options(conf, "neutron")
     ks_loading.register_auth_conf_options(conf, "neutron")
@@ -122,4 +139,5 @@ def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
                 + ks_loading.get_auth_plugin_conf_options("password"))
     seen: set[str] = set()
     keystone = [o for o in keystone if not (o.dest in seen or seen.add(o.dest))]
-    return [("DEFAULT", default_opts), ("neutron", neutron_opts + keystone), ("binding", binding_opts)]
+    return [("DEFAULT", default_opts), ("neutron", neutron_opts + keystone), ("binding", binding_opts),
+            ("vif_pool", vif_pool_opts)]

@@ -21,6 +21,7 @@ class Endpoint:
     host_ifname: str
     container_ifname: str
     adopted: bool  # a pre-created port: reset, not deleted, on release
+    recovered: bool = False  # rebuilt after a restart: what this process did to it is unknown
 
 
 class EndpointStore:

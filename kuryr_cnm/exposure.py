@@ -7,6 +7,7 @@ the endpoint, and the group is named `<port id>-exposed_ports` as upstream names
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,12 @@ def port_ranges(exposed: list[Mapping[str, Any]]) -> list[tuple[str, int, int]]:
 class Exposure:
     def __init__(self, client: NeutronClient) -> None:
         self._client = client
+        self._lock = threading.Lock()
+        self._exposed: set[str] = set()  # ports given a group by this process
+
+    def exposed(self, port_id: str) -> bool:
+        with self._lock:
+            return port_id in self._exposed
 
     def expose(self, port: Port, options: Mapping[str, Any]) -> None:
         exposed = options.get(OPT_EXPOSED_PORTS) or []
@@ -64,11 +71,15 @@ class Exposure:
             current = self._client.get_port(port.id)
             groups = list(current.security_groups if current else port.security_groups) + [sg_id]
             self._client.update_port(port.id, security_groups=groups)
+            with self._lock:
+                self._exposed.add(port.id)
         except Exception:
             self._client.delete_security_group(sg_id)
             raise
 
     def revoke(self, port: Port) -> None:
+        with self._lock:
+            self._exposed.discard(port.id)
         groups = self._client.list_security_groups(name=naming.exposed_sg_name(port.id))
         if not groups:
             return

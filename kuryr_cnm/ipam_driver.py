@@ -25,6 +25,7 @@ from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import PENDING_TAG, Directory
 from kuryr_cnm.endpoints import Allocations
 from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
+from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, PoolRequest,
                                 ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
 
@@ -84,8 +85,9 @@ class DualStackPairing:
 
 class IpamDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
-                 allocations: Allocations, deferred: DeferredWrites) -> None:
+                 allocations: Allocations, deferred: DeferredWrites, pool: PortPool) -> None:
         self._conf = conf
+        self._pool = pool
         self._client = client
         self._dir = directory
         self._allocations = allocations
@@ -214,6 +216,7 @@ class IpamDriver:
             return {}  # not ours to delete
         for subnet in self._client.list_subnets(subnetpool_id=pool.id):
             if subnet.name.startswith(naming.SUBNET_NAME_PREFIX):
+                self._pool.drain(subnet.network_id)
                 self._delete_subnet(subnet)
         try:
             self._client.delete_subnetpool(pool.id)
@@ -225,6 +228,7 @@ class IpamDriver:
         subnet = self._client.get_subnet(subnet_id)
         if subnet is None:
             return
+        self._pool.drain(subnet.network_id)
         self._delete_subnet(subnet)
         net = self._client.get_network(subnet.network_id)
         if PENDING_TAG in net.tags and not net.subnet_ids[1:]:
@@ -293,15 +297,25 @@ class IpamDriver:
             if port is not None:
                 return self._finish_pair(port, subnet, address)
         partner = self._v6_partner(subnet) if subnet.ip_version == 4 else None
-        if partner is None:
-            return self._create_port(subnet, address, [])
-        self._pairing.begin(subnet.network_id)
+        if partner is not None:
+            self._pairing.begin(subnet.network_id)
         try:
-            port = self._create_port(subnet, address, [{"subnet_id": partner.id}])
+            port = self._ready_port(subnet, partner) if not address else None
+            if port is None:
+                port = self._create_port(subnet, address, [{"subnet_id": partner.id}] if partner else [])
         except Exception:
-            self._pairing.abort(subnet.network_id)
+            if partner is not None:
+                self._pairing.abort(subnet.network_id)
             raise
-        self._pairing.park(subnet.network_id, port)
+        if partner is not None:
+            self._pairing.park(subnet.network_id, port)
+        return port
+
+    def _ready_port(self, subnet: Subnet, partner: Subnet | None) -> Port | None:
+        """A port from the pool: no Neutron request at all."""
+        port = self._pool.take(subnet.network_id, [subnet.id] + ([partner.id] if partner else []))
+        if port is not None:
+            self._allocations.put(port)
         return port
 
     def _v6_partner(self, subnet: Subnet) -> Subnet | None:
@@ -366,6 +380,7 @@ class IpamDriver:
         if port is None:
             return {}  # gateway, aux address, or already released (Docker repeats calls)
         self._allocations.discard(port)
+        self._pool.forget(port.id)
         self._deferred.wait_for(port.id)
         if naming.PORT_EXISTING_TAG in port.tags:
             self._reset_adopted(port)
@@ -378,7 +393,8 @@ class IpamDriver:
         """kuryr's IPAM ports: tagged compute:kuryr, or (tags lost) kuryr's name and owner;
         kuryr-libnetwork without tag support named them <device_id>-port."""
         return (naming.DEVICE_OWNER in port.tags
-                or (port.name == naming.UNBOUND_PORT_NAME and port.device_owner == naming.DEVICE_OWNER)
+                or (port.name in (naming.UNBOUND_PORT_NAME, naming.POOL_PORT_NAME)
+                    and port.device_owner == naming.DEVICE_OWNER)
                 or (bool(port.device_id) and port.name == f"{port.device_id}-port"))
 
     def _reset_adopted(self, port: Port) -> None:

@@ -20,6 +20,7 @@ SUBNETPOOL_EXISTING_TAG = "kuryr.subnetpool.existing"
 
 # --- ports ------------------------------------------------------------------------
 UNBOUND_PORT_NAME = "kuryr-unbound-port"  # name of IPAM-created ports, never renamed
+POOL_PORT_NAME = "kuryr-pool-port"  # kuryr-cnm: a pre-created port waiting in the pool
 DEVICE_OWNER = "compute:kuryr"  # device_owner, and the tag on ports kuryr made
 PORT_EXISTING_TAG = "kuryr.port.existing"  # on pre-created ports kuryr adopted
 EXPOSED_PORTS_SG_SUFFIX = "-exposed_ports"
@@ -65,6 +66,10 @@ def cnm_description(host: str) -> str:
     """Description of the ports kuryr-cnm creates: the creator's mark from the first
     moment (Neutron stores no tags given at creation; they follow in a second write)."""
     return f"created by kuryr-cnm on {host}"
+
+
+def pool_description(host: str) -> str:
+    return f"kuryr-cnm port pool on {host}"
 
 
 def exposed_sg_name(port_id: str) -> str:

@@ -22,6 +22,7 @@ from kuryr_cnm.directory import MTU_TAG, PENDING_TAG, Directory, DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet
+from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
                                 CreateNetworkRequest, EndpointRequest, IPAMData, JoinResponse,
                                 NetworkCapabilities, NetworkRequest, StaticRoute)
@@ -36,8 +37,9 @@ def _ip(cidr: str) -> str:
 class NetworkDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
                  allocations: Allocations, endpoints: EndpointStore, plugger: Plugger,
-                 deferred: DeferredWrites, exposure: Exposure) -> None:
+                 deferred: DeferredWrites, exposure: Exposure, pool: PortPool) -> None:
         self._conf = conf
+        self._pool = pool
         self._client = client
         self._dir = directory
         self._allocations = allocations
@@ -88,6 +90,7 @@ class NetworkDriver:
                 self._client.delete_network(network.id)
             raise
         self._dir.remember_network(req.network_id, network, tuple(found))
+        self._pool.prepare(network.id, [s.id for s in found])
         return {}
 
     def _carved_subnets(self, datas: list[IPAMData]) -> dict[str, Subnet]:
@@ -142,9 +145,10 @@ class NetworkDriver:
             existing = [s for s in self._client.list_subnets(network_id=network.id, cidr=data.pool)]
             subnet = existing[0] if existing else None
             if subnet is not None:
-                pool = self._pool_id_for(data.pool)
+                pool = self._pool_id_for(data.pool, subnet.id)
                 if pool:
                     self._client.add_tag("subnets", subnet.id, pool)
+                    self._dir.remember_pool(pool, (subnet,))
                 return subnet
             subnet = self._create_subnet(network, data.pool, v6, gateway, aux)
         elif internal or aux:
@@ -152,12 +156,19 @@ class NetworkDriver:
             if internal:
                 attrs["gateway_ip"] = None
             subnet = self._client.update_subnet(subnet.id, **attrs)  # one write for both
+            self._dir.remember_pool(subnet.id, (subnet,))
         return subnet
 
-    def _pool_id_for(self, cidr: str) -> str | None:
+    def _pool_id_for(self, cidr: str, subnet_id: str) -> str | None:
+        """The kuryrPool RequestPool made for an existing subnet: the one tagged with it
+        (neutron.subnet.* options), else one with no subnet allocated from it."""
         name = naming.subnetpool_name(cidr, self._conf.subnetpool_name_prefix)
         pools = self._client.list_subnetpools(name=name)
-        return pools[-1].id if pools else None
+        tagged = [p for p in pools if subnet_id in p.tags]
+        if tagged:
+            return tagged[0].id
+        free = [p for p in pools if not self._client.list_subnets(subnetpool_id=p.id)]
+        return free[0].id if free else None
 
     def _create_subnet(self, network: Network, cidr: str, v6: bool, gateway: str | None,
                        aux: list[str]) -> Subnet:
@@ -177,6 +188,7 @@ class NetworkDriver:
             attrs["allocation_pools"] = subnets.allocation_pools(cidr, gateway, aux)
         subnet = self._client.create_subnet(**attrs)
         self._client.add_tag("subnets", subnet.id, pool.id)
+        self._dir.remember_pool(pool.id, (subnet,))
         return subnet
 
     def _move_carved(self, subnet: Subnet, network: Network) -> Subnet:
@@ -192,7 +204,7 @@ class NetworkDriver:
         moved = subnets.carve_subnet(self._client, pool, network.id, cidr=subnet.cidr,
                                      enable_dhcp=self._conf.neutron.enable_dhcp.lower() == "true")
         self._client.add_tag("subnets", moved.id, subnet.id)
-        self._dir.forget_pool(subnet.id)
+        self._dir.remember_pool(subnet.id, (moved,))
         return moved
 
     def _tag_network(self, network: Network, req: CreateNetworkRequest, generic: dict[str, str],
@@ -215,6 +227,7 @@ class NetworkDriver:
             return {}
         self._dir.forget_network(docker_id)
         network = found.network
+        self._pool.drain(network.id)
         mine = [s for s in self._client.list_subnets(network_id=network.id)
                 if s.name.startswith(naming.SUBNET_NAME_PREFIX)]
         if found.adopted:
@@ -317,8 +330,11 @@ class NetworkDriver:
         tags = list(port.tags) + base + naming.id_tags(endpoint_id)
 
         def write() -> None:
-            if not port.device_id:
-                self._client.update_port(port.id, device_id=endpoint_id)
+            attrs = {} if port.device_id else {"device_id": endpoint_id}
+            if port.name == naming.POOL_PORT_NAME:
+                attrs["name"] = naming.UNBOUND_PORT_NAME  # out of the pool: named as upstream names it
+            if attrs:
+                self._client.update_port(port.id, **attrs)
             self._client.set_tags("ports", port.id, tags)
         self._deferred.submit(port.id, f"record endpoint {endpoint_id[:12]} on port {port.id}", write)
 
@@ -362,6 +378,7 @@ class NetworkDriver:
         except BindingError as exc:
             raise errors.BackendError(f"could not unplug port {endpoint.port.id}: {exc}") from None
         self._endpoints.pop(endpoint.endpoint_id)
+        self._allocations.put(endpoint.port)  # ReleaseAddress comes next: it needs no lookup
 
     def _recover(self, req: EndpointRequest) -> Endpoint:
         """Rebuild an endpoint this process does not hold (it restarted) from Neutron's tags,
@@ -371,7 +388,8 @@ class NetworkDriver:
         if port is None:
             raise errors.NotFound(f"endpoint {req.endpoint_id[:12]} has no Neutron port; it was removed already")
         endpoint = Endpoint(req.endpoint_id, network, port, naming.host_veth_name(port.id),
-                            naming.container_veth_name(port.id), naming.PORT_EXISTING_TAG in port.tags)
+                            naming.container_veth_name(port.id), naming.PORT_EXISTING_TAG in port.tags,
+                            recovered=True)
         self._endpoints.put(endpoint)
         return endpoint
 
@@ -434,6 +452,6 @@ class NetworkDriver:
         if not self._conf.process_external_connectivity:
             return {}
         endpoint = self._endpoints.get(req.endpoint_id)
-        if endpoint is not None:
+        if endpoint is not None and (endpoint.recovered or self._exposure.exposed(endpoint.port.id)):
             self._exposure.revoke(endpoint.port)
         return {}

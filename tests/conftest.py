@@ -92,10 +92,15 @@ def extra_plugin(tmp_path):
         time.sleep(0.1)
         return str(log)
 
+    def stop(kill: bool = False) -> None:
+        for proc in procs:
+            proc.kill() if kill else proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        procs.clear()
+
+    start.stop = stop  # type: ignore[attr-defined]
     yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop()
