@@ -21,7 +21,7 @@ from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import MTU_TAG, PENDING_TAG, Directory, DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.exposure import Exposure
-from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet
+from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
                                 CreateNetworkRequest, EndpointRequest, IPAMData, JoinResponse,
@@ -82,7 +82,7 @@ class NetworkDriver:
         made = network.name == naming.network_name(req.network_id) and not generic.get("neutron.net.uuid") \
             and not generic.get("neutron.net.name")
         try:
-            found = [self._subnet_for(network, data, v6, req.internal, carved)
+            found = [self._subnet_for(network, data, v6, req.internal, carved, generic)
                      for v6, datas in ((False, req.ipv4_data), (True, req.ipv6_data)) for data in datas]
             network = self._tag_network(network, req, generic, made)
         except Exception:
@@ -134,7 +134,7 @@ class NetworkDriver:
         return network
 
     def _subnet_for(self, network: Network, data: IPAMData, v6: bool, internal: bool,
-                    carved: dict[str, Subnet]) -> Subnet:
+                    carved: dict[str, Subnet], generic: dict[str, str]) -> Subnet:
         """The Neutron subnet behind one of Docker's pools, on `network`."""
         aux = [_ip(a) for a in data.aux_addresses.values()]
         gateway = None if internal else (_ip(data.gateway) if data.gateway else None)
@@ -150,7 +150,7 @@ class NetworkDriver:
                     self._client.add_tag("subnets", subnet.id, pool)
                     self._dir.remember_pool(pool, (subnet,))
                 return subnet
-            subnet = self._create_subnet(network, data.pool, v6, gateway, aux)
+            subnet = self._create_subnet(network, data.pool, v6, gateway, aux, generic)
         elif internal or aux:
             attrs: dict[str, Any] = {"allocation_pools": subnets.allocation_pools(subnet.cidr, gateway, aux)}
             if internal:
@@ -170,16 +170,29 @@ class NetworkDriver:
         free = [p for p in pools if not self._client.list_subnets(subnetpool_id=p.id)]
         return free[0].id if free else None
 
-    def _create_subnet(self, network: Network, cidr: str, v6: bool, gateway: str | None,
-                       aux: list[str]) -> Subnet:
-        """kuryr-libnetwork's --subnet flow: a subnet from the kuryrPool-CIDR pool, tagged with its id."""
+    def _pool_to_allocate_from(self, cidr: str, generic: dict[str, str], v6: bool) -> SubnetPool:
+        """The subnetpool RequestPool chose for `cidr`: the one named by -o neutron.pool[.v6].*
+        (upstream's recipe passes it to both -o and --ipam-opt), else a free kuryrPool-CIDR,
+        else a pool RequestPool adopted (tagged kuryr.subnetpool.existing) with that prefix."""
+        suffix = ".v6" if v6 else ""
+        pool_id, pool_name = generic.get(f"neutron.pool{suffix}.uuid"), generic.get(f"neutron.pool{suffix}.name")
+        if pool_id or pool_name:
+            named = [self._client.get_subnetpool(pool_id)] if pool_id else self._client.list_subnetpools(name=pool_name)
+            if named and named[0] is not None:
+                return named[0]
         name = naming.subnetpool_name(cidr, self._conf.subnetpool_name_prefix)
-        pools = [p for p in self._client.list_subnetpools(name=name)
-                 if not self._client.list_subnets(subnetpool_id=p.id)]
-        if not pools:
-            raise errors.NotFound(f"no free subnetpool {name} for {cidr}: Docker's RequestPool did not come "
-                                  "from kuryr; create the network with --ipam-driver kuryr")
-        pool = pools[0]
+        candidates = self._client.list_subnetpools(name=name) + [
+            p for p in self._client.list_subnetpools(tags=naming.SUBNETPOOL_EXISTING_TAG) if list(p.prefixes) == [cidr]]
+        for pool in candidates:
+            if not self._client.list_subnets(subnetpool_id=pool.id):
+                return pool
+        raise errors.NotFound(f"no free subnetpool for {cidr} ({name} or an adopted pool): the network's "
+                              "RequestPool did not come from kuryr; create it with --ipam-driver kuryr")
+
+    def _create_subnet(self, network: Network, cidr: str, v6: bool, gateway: str | None,
+                       aux: list[str], generic: dict[str, str]) -> Subnet:
+        """kuryr-libnetwork's --subnet flow: a subnet from the kuryrPool-CIDR pool, tagged with its id."""
+        pool = self._pool_to_allocate_from(cidr, generic, v6)
         attrs: dict[str, Any] = dict(network_id=network.id, ip_version=6 if v6 else 4, cidr=cidr,
                                      subnetpool_id=pool.id, name=naming.subnet_name(cidr),
                                      enable_dhcp=self._conf.neutron.enable_dhcp.lower() == "true",
@@ -425,15 +438,25 @@ class NetworkDriver:
         endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
         gateways: dict[int, str] = {}
         routes: list[StaticRoute] = []
-        for subnet in endpoint.network.subnets:
-            if not endpoint.port.ip_in(subnet.id):
-                continue
+        for subnet in self._current_subnets(endpoint):
             if subnet.gateway_ip:
                 gateways[subnet.ip_version] = subnet.gateway_ip
             routes += [StaticRoute(dest, hop) for dest, hop in subnet.host_routes]
         return JoinResponse(src_name=endpoint.container_ifname, dst_prefix=self._conf.binding.veth_dst_prefix,
                             gateway=gateways.get(4, ""), gateway_ipv6=gateways.get(6, ""),
                             static_routes=tuple(routes)).to_json()
+
+    def _current_subnets(self, endpoint: Endpoint) -> list[Subnet]:
+        """The endpoint's subnets as Neutron has them now (gateway and host routes may have
+        changed since the network was created): one read. If Neutron cannot answer, what
+        the plugin holds still lets the container start."""
+        ids = [f.subnet_id for f in endpoint.port.fixed_ips]
+        try:
+            return self._client.list_subnets(id=ids)
+        except (errors.Unavailable, errors.BackendError) as exc:
+            LOG.warning("Join of %s: Neutron did not answer (%s); using the subnets held in memory",
+                        endpoint.endpoint_id[:12], exc.message)
+            return [s for s in endpoint.network.subnets if s.id in ids]
 
     def leave(self, body: Any) -> dict[str, Any]:
         EndpointRequest.parse(body, "NetworkDriver.Leave")

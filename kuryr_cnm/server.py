@@ -123,6 +123,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 class _ServerMixin(socketserver.ThreadingMixIn):
     daemon_threads = True  # a hung Neutron call must not keep the process from exiting
+    # dockerd dials once per call and goroutine: a burst of `docker run`s must not find a
+    # full accept queue (socketserver's default is 5; a refused dial costs Docker a 1 s retry)
+    request_queue_size = 256
     router: Router
 
     def handle_error(self, request: Any, client_address: Any) -> None:
