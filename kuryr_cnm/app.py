@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from oslo_config import cfg
@@ -23,6 +23,7 @@ from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.pool import PortPool
+from kuryr_cnm.reconcile import Reconciler
 from kuryr_cnm.server import Router
 
 LOG = logging.getLogger("kuryr_cnm.calls")
@@ -80,17 +81,28 @@ class Plugin:
     deferred: DeferredWrites
     plugger: Plugger
     pool: PortPool
+    reconciler: Reconciler
+    reconcile_interval: int
+    _stop: threading.Event = field(default_factory=threading.Event)
 
     def start_background(self) -> None:
-        """Work that needs Neutron but must not delay serving Docker (Neutron may be down)."""
-        def recover() -> None:
-            try:
-                self.pool.recover()
-            except errors.PluginError as exc:
-                LOG.warning("port pool: could not look for pool ports left in Neutron: %s", exc.message)
-        threading.Thread(target=recover, name="pool-recover", daemon=True).start()
+        """Work that needs Neutron but must not delay serving Docker (Neutron may be down):
+        find the pool again, then reconcile now and every reconcile_interval seconds."""
+        threading.Thread(target=self._background, name="reconciler", daemon=True).start()
+
+    def _background(self) -> None:
+        try:
+            self.pool.recover()
+        except errors.PluginError as exc:
+            LOG.warning("port pool: could not look for pool ports left in Neutron: %s", exc.message)
+        if not self.reconcile_interval:
+            return
+        while not self._stop.is_set():
+            self.reconciler.run()
+            self._stop.wait(self.reconcile_interval)
 
     def close(self) -> None:
+        self._stop.set()
         self.pool.close()
         self.deferred.drain()
         self.deferred.shutdown()
@@ -105,8 +117,11 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     deferred = DeferredWrites()
     plugger = Plugger(bindir=conf.bindir)
     pool = PortPool(conf, client)
-    network = NetworkDriver(conf, client, directory, allocations, EndpointStore(), plugger, deferred,
+    endpoints = EndpointStore()
+    network = NetworkDriver(conf, client, directory, allocations, endpoints, plugger, deferred,
                             Exposure(client), pool)
+    reconciler = Reconciler(client, plugger, conf.host, grace=conf.reconcile_grace,
+                            in_use=lambda: allocations.port_ids() | endpoints.port_ids() | pool.port_ids())
     ipam = IpamDriver(conf, client, directory, allocations, deferred, pool)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
@@ -135,4 +150,4 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     }
     for method, handler in routes.items():
         router.add(method, logged(method, handler))
-    return Plugin(router, network, ipam, deferred, plugger, pool)
+    return Plugin(router, network, ipam, deferred, plugger, pool, reconciler, conf.reconcile_interval)

@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_config_args(serve)
 
+    gc = sub.add_parser(
+        "gc", help="remove what kuryr-cnm left behind on this host",
+        description="One reconciler pass: unplug OVS ports and veths whose Neutron port is gone, repair "
+        "ports whose endpoint tags never landed, delete kuryr-cnm's ports bound here that nothing "
+        "holds and that are older than reconcile_grace. Touches only what kuryr-cnm made on this host.")
+    _add_config_args(gc)
+    gc.add_argument("--dry-run", action="store_true", help="only say what would be done")
+
     sample = sub.add_parser("sample-config", help="print a sample kuryr.conf with every option")
     sample.set_defaults(config_file=[], config_dir=[])
     return parser
@@ -144,7 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kuryr-cnm: bad configuration: {exc}", file=sys.stderr)
         return 2
     setup_logging(conf)
+    if args.command == "gc":
+        return gc(conf, args.dry_run)
     return serve(conf)
+
+
+def gc(conf: cfg.ConfigOpts, dry_run: bool) -> int:
+    from kuryr_cnm import neutron
+    from kuryr_cnm.binding import Plugger
+    from kuryr_cnm.reconcile import Reconciler
+    client = neutron.NeutronClient(neutron.connect(conf), timeout=conf.neutron.timeout or 30)
+    with Plugger(bindir=conf.bindir) as plugger:
+        report = Reconciler(client, plugger, conf.host, grace=conf.reconcile_grace,
+                            in_use=set).run(dry_run=dry_run)
+    print(report.summary())
+    return 1 if report.errors else 0
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ default_opts = [
         help="(kuryr-cnm) The name Neutron's agents know this host by; ports are bound "
         "with binding:host_id set to it. Upstream always used the hostname.",
     ),
+    cfg.IntOpt("reconcile_interval", default=300, min=0,
+               help="(kuryr-cnm) Seconds between reconciler passes (also one at start); 0 turns it off."),
+    cfg.IntOpt("reconcile_grace", default=300, min=0,
+               help="(kuryr-cnm) A port of kuryr-cnm's that nothing holds is deleted only once it is "
+               "this many seconds old (Docker may be between two calls for it)."),
     cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."),
     cfg.StrOpt("log_file", help="Log to this file instead of standard error."),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from dataclasses import dataclass
 
 from kuryr_cnm import errors, naming
@@ -45,9 +46,15 @@ class DockerNetwork:
 
 
 class Directory:
+    # Join reads a network's subnets again when what it holds is older than this: fresh
+    # gateways and host routes, but one read per network per second in a burst of starts.
+    SUBNETS_MAX_AGE = 1.0
+
     def __init__(self, client: NeutronClient) -> None:
         self._client = client
         self._lock = threading.Lock()
+        self._fresh: dict[str, tuple[float, tuple[Subnet, ...]]] = {}  # network id -> (read at, subnets)
+        self._readers: dict[str, threading.Lock] = {}
         self._networks: dict[str, DockerNetwork] = {}  # docker network id ->
         self._pool_subnets: dict[str, tuple[Subnet, ...]] = {}  # PoolID ->
         self._default_pools: dict[str, SubnetPool] = {}  # pool name ->
@@ -107,6 +114,20 @@ class Directory:
         subnets = self._client.list_subnets(network_id=network.id)
         mine = [s for s in subnets if s.name.startswith(naming.SUBNET_NAME_PREFIX) or s.tags]
         return tuple(mine or subnets)
+
+    def current_subnets(self, network_id: str) -> tuple[Subnet, ...]:
+        """The network's subnets as Neutron has them now; concurrent callers share one read."""
+        with self._lock:
+            reader = self._readers.setdefault(network_id, threading.Lock())
+        with reader:
+            with self._lock:
+                read_at, subnets = self._fresh.get(network_id, (0.0, ()))
+            if time.monotonic() - read_at < self.SUBNETS_MAX_AGE:
+                return subnets
+            subnets = tuple(self._client.list_subnets(network_id=network_id))
+            with self._lock:
+                self._fresh[network_id] = (time.monotonic(), subnets)
+            return subnets
 
     # -- pools --
     def pool_subnets(self, pool_id: str) -> tuple[Subnet, ...]:

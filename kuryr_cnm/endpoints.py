@@ -45,6 +45,10 @@ class EndpointStore:
         with self._lock:
             return next((e for e in self._endpoints.values() if e.port.id == port_id), None)
 
+    def port_ids(self) -> set[str]:
+        with self._lock:
+            return {e.port.id for e in self._endpoints.values()}
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._endpoints)
@@ -73,6 +77,10 @@ class Allocations:
         with self._lock:
             for key in [k for k, p in self._ports.items() if p.id == port.id]:
                 del self._ports[key]
+
+    def port_ids(self) -> set[str]:
+        with self._lock:
+            return {p.id for p in self._ports.values()}
 
     def __len__(self) -> int:
         with self._lock:

@@ -448,11 +448,11 @@ class NetworkDriver:
 
     def _current_subnets(self, endpoint: Endpoint) -> list[Subnet]:
         """The endpoint's subnets as Neutron has them now (gateway and host routes may have
-        changed since the network was created): one read. If Neutron cannot answer, what
-        the plugin holds still lets the container start."""
+        changed since the network was created): at most one read per network and second.
+        If Neutron cannot answer, what the plugin holds still lets the container start."""
         ids = [f.subnet_id for f in endpoint.port.fixed_ips]
         try:
-            return self._client.list_subnets(id=ids)
+            return [s for s in self._dir.current_subnets(endpoint.port.network_id) if s.id in ids]
         except (errors.Unavailable, errors.BackendError) as exc:
             LOG.warning("Join of %s: Neutron did not answer (%s); using the subnets held in memory",
                         endpoint.endpoint_id[:12], exc.message)

@@ -81,6 +81,10 @@ class PortPool:
             for pool in self._pools.values():
                 pool.ready = [p for p in pool.ready if p.id != port_id]
 
+    def port_ids(self) -> set[str]:
+        with self._lock:
+            return {p.id for pool in self._pools.values() for p in pool.ready}
+
     def size(self, network_id: str) -> int:
         with self._lock:
             pool = self._pools.get(network_id)

@@ -147,6 +147,13 @@ def create_pair(host_name: str, container_name: str, *, mac: str, mtu: int,
                                f"{type(exc).__name__}: {exc}") from exc
 
 
+def list_veths(prefix: str) -> list[str]:
+    """Names of the veths in this namespace whose name starts with `prefix` (for the reconciler)."""
+    with netlink() as ipr:
+        return sorted(str(link.get("ifname")) for link in ipr.get_links()
+                      if str(link.get("ifname") or "").startswith(prefix) and link_kind(link) == VETH)
+
+
 def delete_pair(host_name: str) -> None:
     """Delete the pair by its host end (the peer goes with it); idempotent."""
     try:
