@@ -37,3 +37,11 @@ test-integration: up
 
 test-e2e: up
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+# The benchmark (not a test): kuryr-cnm vs Docker's own drivers and kuryr-libnetwork 18.0.0
+# on the local stack; writes bench/results/<date>.json, .md and .png. BENCH_ARGS e.g. --rounds 10.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: up
+	$(VENV)/bin/pip install -q -c stack/neutron-venv-constraints.txt -r bench/requirements.txt
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)

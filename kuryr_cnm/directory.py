@@ -46,9 +46,10 @@ class DockerNetwork:
 
 
 class Directory:
-    # Join reads a network's subnets again when what it holds is older than this: fresh
-    # gateways and host routes, but one read per network per second in a burst of starts.
-    SUBNETS_MAX_AGE = 1.0
+    # Join reads a network's subnets again when what it holds is older than this: a change
+    # of gateway or host routes in Neutron reaches new containers within 10 s, and a burst
+    # of starts costs one read per network, not one per container.
+    SUBNETS_MAX_AGE = 10.0
 
     def __init__(self, client: NeutronClient) -> None:
         self._client = client

@@ -93,6 +93,8 @@ class IpamDriver:
         self._allocations = allocations
         self._deferred = deferred
         self._pairing = DualStackPairing()
+        self._releasing_lock = threading.Lock()
+        self._releasing: dict[tuple[str, str], str] = {}  # (network id, ip) -> port id being released
         self._enable_dhcp = _truthy(conf.neutron.enable_dhcp)
 
     # -- capabilities --
@@ -202,6 +204,7 @@ class IpamDriver:
 
     def release_pool(self, body: Any) -> dict[str, Any]:
         pool_id = PoolRequest.parse(body).pool_id
+        self._deferred.drain()  # ports still being released would keep the subnet busy
         self._dir.forget_pool(pool_id)
         pool = self._client.get_subnetpool(pool_id)
         if pool is None:
@@ -288,6 +291,7 @@ class IpamDriver:
 
     def _allocate(self, subnet: Subnet, address: str) -> Port:
         if address:
+            self._wait_released(subnet.network_id, address)
             existing = self._client.list_ports(network_id=subnet.network_id,
                                                fixed_ips=f"ip_address={address}")
             if existing:
@@ -373,6 +377,9 @@ class IpamDriver:
         subnet = next((s for s in found if ipaddress.ip_address(req.address) in ipaddress.ip_network(s.cidr)), None)
         if subnet is None:
             return {}  # the subnet is gone, and with it the address
+        with self._releasing_lock:
+            if (subnet.network_id, req.address) in self._releasing:
+                return {}  # the other address of a dual-stack port being released
         port = self._allocations.get(subnet.network_id, req.address)
         if port is None:
             ports = self._client.list_ports(network_id=subnet.network_id, fixed_ips=f"ip_address={req.address}")
@@ -381,12 +388,36 @@ class IpamDriver:
             return {}  # gateway, aux address, or already released (Docker repeats calls)
         self._allocations.discard(port)
         self._pool.forget(port.id)
-        self._deferred.wait_for(port.id)
-        if naming.PORT_EXISTING_TAG in port.tags:
-            self._reset_adopted(port)
-        elif self._made_by_kuryr(port):
-            self._client.delete_port(port.id)
+        self._deferred.wait_for(port.id)  # the endpoint's own write lands first
+        self._release_later(port)
         return {}
+
+    def _release_later(self, port: Port) -> None:
+        """Delete (or reset) the port off Docker's hot path. Until that lands its addresses
+        are marked as being released: a --ip for one of them, ReleasePool and DeleteNetwork
+        wait for it; if the process dies first, the reconciler deletes the port."""
+        keys = [(port.network_id, f.ip_address) for f in port.fixed_ips]
+        with self._releasing_lock:
+            for key in keys:
+                self._releasing[key] = port.id
+
+        def release() -> None:
+            try:
+                if naming.PORT_EXISTING_TAG in port.tags:
+                    self._reset_adopted(port)
+                elif self._made_by_kuryr(port):
+                    self._client.delete_port(port.id)
+            finally:
+                with self._releasing_lock:
+                    for key in keys:
+                        self._releasing.pop(key, None)
+        self._deferred.submit(port.id, f"release port {port.id}", release)
+
+    def _wait_released(self, network_id: str, address: str) -> None:
+        with self._releasing_lock:
+            port_id = self._releasing.get((network_id, address))
+        if port_id:
+            self._deferred.wait_for(port_id)
 
     @staticmethod
     def _made_by_kuryr(port: Port) -> bool:

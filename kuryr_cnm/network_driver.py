@@ -240,6 +240,7 @@ class NetworkDriver:
             return {}
         self._dir.forget_network(docker_id)
         network = found.network
+        self._deferred.drain()  # ports still being released would keep the network busy
         self._pool.drain(network.id)
         mine = [s for s in self._client.list_subnets(network_id=network.id)
                 if s.name.startswith(naming.SUBNET_NAME_PREFIX)]

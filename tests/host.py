@@ -39,6 +39,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.
         time.sleep(interval)
 
 
+def eventually(check: Callable[[], None], timeout: float = 15, interval: float = 0.2) -> None:
+    """Retry an assertion until it holds: for what kuryr-cnm writes to Neutron in the
+    background (endpoint tags, and the release of a port after ReleaseAddress)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(interval)
+
+
 def hostname_id() -> str:
     """The chassis name OVN (and so Neutron) knows this host by."""
     out = run(["ovs-vsctl", "get", "open_vswitch", ".", "external_ids:system-id"]).stdout

@@ -109,6 +109,10 @@ def _make(neutron, cleanup, kind: str, **attrs) -> dict:
     return made
 
 
+def _assert_empty(items: list) -> None:
+    assert items == []
+
+
 def _get(neutron, kind: str, obj_id: str) -> dict:
     resp = neutron.get(f"/{COLLECTIONS[kind]}/{obj_id}")
     assert resp.status_code == 200, resp.text
@@ -306,8 +310,12 @@ def test_same_cidr_in_two_networks_each_adopts_its_own_port(docker, neutron, cle
         assert "kuryr.port.existing" in adopted["tags"] and adopted["binding:host_id"] == host_id
 
     docker.stop(eps[0])
-    released, untouched = (_get(neutron, "port", side[2]["id"]) for side in sides)
-    assert released["binding:host_id"] == "" and released["device_owner"] == "" and not _kuryr_tags(released)
+
+    def reset() -> None:  # the release lands in the background
+        released = _get(neutron, "port", sides[0][2]["id"])
+        assert released["binding:host_id"] == "" and released["device_owner"] == "" and not _kuryr_tags(released)
+    host.eventually(reset)
+    untouched = _get(neutron, "port", sides[1][2]["id"])
     assert untouched["binding:host_id"] == host_id and untouched["device_owner"] == "compute:kuryr"
     assert "kuryr.port.existing" in untouched["tags"] and host.link_exists("tap" + untouched["id"][:11])
     assert _port_id(docker, eps[1]) == untouched["id"]
@@ -318,7 +326,7 @@ def test_same_cidr_in_two_networks_each_adopts_its_own_port(docker, neutron, cle
     for network, subnet, port in sides:
         assert not _kuryr_tags(_get(neutron, "network", network["id"]))
         assert _get(neutron, "subnet", subnet["id"])["tags"] == []
-        kept = _get(neutron, "port", port["id"])
+        kept = _get(neutron, "port", port["id"])  # DeleteNetwork waited for pending releases
         assert kept["binding:host_id"] == "" and not _kuryr_tags(kept)
 
 
@@ -513,7 +521,9 @@ def test_parallel_starts_and_stops_on_one_network(docker, neutron):
     assert taps | {"t_c" + p[:11] for p in port_ids} <= host.host_links()
 
     in_parallel(lambda worker, ep: worker.stop(ep), eps)
-    assert _list(neutron, "port", network_id=network_id, device_owner="compute:kuryr") == []
+    # the ports are released in the background after ReleaseAddress answers
+    host.eventually(lambda: _assert_empty(_list(neutron, "port", network_id=network_id,
+                                                 device_owner="compute:kuryr")), timeout=30)
     assert not taps & (host.host_links() | host.ovs_ports())
     docker.delete_network(net)
 

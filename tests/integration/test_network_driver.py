@@ -17,6 +17,10 @@ def _neutron_net(neutron, docker_net_id: str) -> dict:
     return nets[0]
 
 
+def _assert_status(neutron, path: str, status: int) -> None:
+    assert neutron.get(path).status_code == status
+
+
 def _port_by_ip(neutron, network_id: str, ip: str) -> dict:
     ports = neutron.get("/ports", params={"network_id": network_id, "fixed_ips": f"ip_address={ip}"}).json()["ports"]
     assert len(ports) == 1, ports
@@ -59,7 +63,7 @@ def test_full_lifecycle_uses_upstream_names_and_tags(docker_like, neutron):
 
     docker_like.stop(ep)
     assert not host.link_exists(tap) and tap not in host.ovs_ports()
-    assert neutron.get(f"/ports/{port['id']}").status_code == 404
+    host.eventually(lambda: _assert_status(neutron, f"/ports/{port['id']}", 404))  # released in the background
     docker_like.delete_network(net)
     assert neutron.get(f"/networks/{neutron_net['id']}").status_code == 404
     assert neutron.get(f"/subnetpools/{pool['id']}").status_code == 404
@@ -149,8 +153,11 @@ def test_existing_network_and_port_are_adopted_and_reset(docker_like, neutron, c
     port = neutron.get(f"/ports/{pre['id']}").json()["port"]
     assert "kuryr.port.existing" in port["tags"] and port["binding:host_id"] == host.hostname_id()
     docker_like.stop(ep)
-    port = neutron.get(f"/ports/{pre['id']}").json()["port"]
-    assert port["binding:host_id"] == "" and port["device_owner"] == "" and "kuryr.port.existing" not in port["tags"]
+
+    def reset() -> None:  # the release lands in the background
+        port = neutron.get(f"/ports/{pre['id']}").json()["port"]
+        assert port["binding:host_id"] == "" and port["device_owner"] == "" and "kuryr.port.existing" not in port["tags"]
+    host.eventually(reset)
     docker_like.delete_network(net)
     kept = neutron.get(f"/networks/{existing['id']}").json()["network"]
     assert not [t for t in kept["tags"] if t.startswith("kuryr")]
