@@ -59,6 +59,10 @@ def stop_pid(pid: int | None, timeout: float = 10) -> None:
 
 # --- the counting proxy ---------------------------------------------------------------
 
+# The pool variant's sizing: Docker creates the endpoints of one network one after the
+# other, so a burst of starts is only as fast as a pool that holds it (50 here).
+POOL_MIN, POOL_MAX, POOL_BATCH = 50, 60, 25
+
 class Proxy:
     """A `neutron_proxy.py` process in front of Neutron, for one contender."""
 
@@ -175,10 +179,10 @@ default_subnetpool_v6 = kuryr6
             text += """
 [vif_pool]
 enabled = true
-ports_pool_min = 5
-ports_pool_max = 60
-ports_pool_batch = 10
-"""
+ports_pool_min = {POOL_MIN}
+ports_pool_max = {POOL_MAX}
+ports_pool_batch = {POOL_BATCH}
+""".format(POOL_MIN=POOL_MIN, POOL_MAX=POOL_MAX, POOL_BATCH=POOL_BATCH)
         return text
 
     def start(self, timeout: float = 60) -> None:

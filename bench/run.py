@@ -31,7 +31,7 @@ from typing import Any
 import dockercli
 import measure
 import report
-from contenders import (LOGS, PROJECT_VENV, REPO, Contender, KuryrCnm, KuryrLibnetwork, Proxy, cpu_seconds, log,
+from contenders import (POOL_BATCH, POOL_MAX, POOL_MIN, LOGS, PROJECT_VENV, REPO, Contender, KuryrCnm, KuryrLibnetwork, Proxy, cpu_seconds, log,
                         rss_kib)
 from neutron_api import Neutron
 
@@ -271,7 +271,8 @@ def notes(contenders: list[Contender], samples: dict[str, Any], parallel: int) -
     pool = samples["pool"]
     out = [
         "Variants that ran: --network none, bridge, kuryr-cnm (no pool), " + (
-            f"kuryr-cnm + pool ([vif_pool] enabled, min 5 / max 60 / batch 10; {pool['ports_after_warmup']} pool "
+            f"kuryr-cnm + pool ([vif_pool] enabled, min {POOL_MIN} / max {POOL_MAX} / batch {POOL_BATCH}; "
+            f"{pool['ports_after_warmup']} pool "
             "ports ready after the warm-up)" if pool["configured"] else
             "kuryr-cnm 'pool' variant WITHOUT a pool: this kuryr-cnm does not know [vif_pool] (it behaves as no pool)")
         + ", kuryr-libnetwork 18.0.0 (PyPI, own venv, werkzeug dev server from `kuryr-server`).",

@@ -328,8 +328,13 @@ class NetworkDriver:
         self._client.update_port(port.id, **{"binding:host_id": ""})
         try:
             return self._client.update_port(port.id, **{"mac_address": mac, "binding:host_id": self._conf.host})
-        except errors.PluginError:
+        except errors.PluginError as exc:
             self._client.update_port(port.id, **{"binding:host_id": self._conf.host})
+            if isinstance(exc, errors.Conflict):
+                raise errors.Conflict(
+                    f"MAC {mac} is already used by another port on this network ({exc.message}). To use a "
+                    "pre-created port, start the container with its address (--ip, and --mac-address if you "
+                    "like): kuryr-cnm chooses the address before Docker tells it the MAC") from None
             raise
 
     def _vif(self, port: Port, network: DockerNetwork, endpoint_id: str) -> VifPort:

@@ -242,3 +242,19 @@ def test_gw_alloc_check_and_swarm_calls(docker_like):
     assert docker_like.ok("NetworkDriver.FreeNetwork", {"NetworkID": nid}) == {}
     assert docker_like.ok("NetworkDriver.DiscoverNew", {"DiscoveryType": 1, "DiscoveryData": {}}) == {}
     assert docker_like.ok("NetworkDriver.DiscoverDelete", {"DiscoveryType": 1, "DiscoveryData": {}}) == {}
+
+
+def test_mac_of_a_pre_created_port_without_its_ip_is_a_clear_409(docker_like, neutron, cleanup, unique):
+    net = docker_like.create_network("10.80.0.0/24")
+    network_id = _neutron_net(neutron, net["id"])["id"]
+    pre = neutron.post("/ports", json={"port": {"network_id": network_id, "name": f"kcnmt-pre-{unique}"}}
+                       ).json()["port"]
+    cleanup(lambda: neutron.delete(f"/ports/{pre['id']}"))
+    addr = docker_like.ok("IpamDriver.RequestAddress", {"PoolID": net["pools"][0], "Address": "", "Options": None})
+    status, answer = docker_like.plugin.call("NetworkDriver.CreateEndpoint", {
+        "NetworkID": net["id"], "EndpointID": docker_id(),
+        "Interface": {"Address": addr["Address"], "MacAddress": pre["mac_address"]}})
+    assert status == 409 and "--ip" in answer["Err"] and pre["mac_address"] in answer["Err"]
+    docker_like.ok("IpamDriver.ReleaseAddress", {"PoolID": net["pools"][0], "Address": addr["Address"].split("/")[0]})
+    neutron.delete(f"/ports/{pre['id']}")
+    docker_like.delete_network(net)

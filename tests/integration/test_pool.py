@@ -14,6 +14,7 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 
 POOL = {"vif_pool": {"enabled": "true", "ports_pool_min": "4", "ports_pool_max": "8", "ports_pool_batch": "4",
                      "recovery_grace": "2"}}
+PARALLEL = 50  # the figure: 50 starts at once right after a restart
 
 
 def _pool_ports(neutron, network_id: str) -> list[dict]:
@@ -94,13 +95,13 @@ def test_restart_finds_the_pool_and_parallel_starts_never_share_a_port(pooled, n
             return DockerLike(client).start(net)
         finally:
             client.close()
-    with ThreadPoolExecutor(max_workers=12) as pool:
-        eps = list(pool.map(one, range(12)))
+    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
+        eps = list(pool.map(one, range(PARALLEL)))
     addresses = [e["address"] for e in eps]
-    assert len(set(addresses)) == 12
+    assert len(set(addresses)) == PARALLEL
     ports = neutron.get("/ports", params={"network_id": net_id, "device_owner": "compute:kuryr"}).json()["ports"]
     used = [p for p in ports if any(f["ip_address"] + "/24" in addresses for f in p["fixed_ips"])]
-    assert len(used) == 12 and len({p["id"] for p in used}) == 12
+    assert len(used) == PARALLEL and len({p["id"] for p in used}) == PARALLEL
     assert before & {p["id"] for p in used}, "the recovered pool ports were handed out"
     for e in eps:
         docker.stop(e)
