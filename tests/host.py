@@ -11,11 +11,13 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 DOCKER_CLI = "/usr/bin/docker"
 # name -> socket of the two engines `make up` starts
 ENGINES = {"docker20": "/var/run/docker.sock", "docker26": "/var/run/docker26.sock"}
 PLUGIN_SOCKET = "/run/docker/plugins/kuryr.sock"
+T = TypeVar("T")
 TEST_IMAGE = "kuryr-test/busybox:latest"
 NEUTRON_CLOUD = "aio"
 
@@ -30,13 +32,15 @@ def run(cmd: Sequence[str] | str, *, check: bool = True, timeout: float = 60,
     return proc
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.1,
-             what: str = "condition") -> None:
+def wait_for(predicate: Callable[[], T], timeout: float, interval: float = 0.1,
+             what: str = "condition") -> T:
+    """Poll until predicate() is truthy and return what it returned."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not (result := predicate()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+    return result
 
 
 def eventually(check: Callable[[], None], timeout: float = 15, interval: float = 0.2) -> None:
