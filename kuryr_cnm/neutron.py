@@ -162,8 +162,7 @@ class NeutronClient:
         started = time.monotonic()
         label = f"{method} {path.split('?')[0]}"
         try:
-            resp = self._adapter.request(path, method, params=params, json=body, timeout=self._timeout,
-                                         raise_exc=False, headers={"Accept": "application/json"})
+            resp = self._send(method, path, params, body)
         except ks_exc.ConnectFailure as exc:
             raise errors.Unavailable(f"Neutron is unreachable ({exc.__class__.__name__}); check that "
                                      "neutron-server runs and [neutron] points at it, then retry") from None
@@ -179,6 +178,21 @@ class NeutronClient:
         if resp.status_code not in ok:
             raise _error_for(resp.status_code, label, _neutron_message(resp))
         return resp.json() if resp.content else None
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
+              body: Mapping[str, Any] | None) -> Any:
+        def send() -> Any:
+            return self._adapter.request(path, method, params=params, json=body, timeout=self._timeout,
+                                         raise_exc=False, headers={"Accept": "application/json"})
+        try:
+            return send()
+        except ks_exc.ConnectFailure:
+            # A keep-alive connection the server closed just as we reused it fails like this too.
+            # GET, PUT and DELETE are idempotent in Neutron: one more try on a fresh connection.
+            # A POST is not retried: it may have been applied.
+            if method == "POST":
+                raise
+            return send()
 
     def _list(self, collection: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         # the URL says security-groups, the body security_groups

@@ -14,6 +14,8 @@ from tests import host
 def neutron() -> "openstack.network.v2._proxy.Proxy":
     """openstacksdk's network proxy on the stack's Neutron (cloud 'aio' in clouds.yaml)."""
     conn = openstack.connect(cloud=host.NEUTRON_CLOUD)
+    # gunicorn may close an idle keep-alive connection just as it is reused: retry those
+    conn.network.connect_retries = 2
     conn.network.get("/extensions")  # fail here, clearly, if Neutron is down
     return conn.network
 

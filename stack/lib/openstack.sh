@@ -228,7 +228,7 @@ start_neutron() {
                  OS_NEUTRON_CONFIG_FILES='neutron.conf;ml2_conf.ini;api-log.conf'
           exec setsid "$NEUTRON_VENV/bin/gunicorn" --chdir "$ETC" --bind "127.0.0.1:$NEUTRON_PORT" \
             --workers 1 --threads 8 --worker-class gthread --timeout 120 \
-            --graceful-timeout 10 --no-control-socket \
+            --graceful-timeout 10 --no-control-socket --keep-alive 30 \
             --pid "$RUN/neutron-api.pid" --error-logfile "$LOG/neutron-api-gunicorn.log" \
             neutron_api_wsgi:application >>"$LOG/neutron-api.out" 2>&1 </dev/null ) &
     fi

@@ -1,0 +1,82 @@
+"""NeutronClient's error mapping and its one retry of a reset connection, with a fake adapter."""
+from __future__ import annotations
+
+import pytest
+from keystoneauth1 import exceptions as ks_exc
+
+from kuryr_cnm import errors
+from kuryr_cnm.neutron import NeutronClient
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: bytes = b"{}") -> None:
+        self.status_code = status
+        self.content = body
+        self.text = body.decode()
+
+    def json(self):
+        import json
+        return json.loads(self.content)
+
+
+class FakeAdapter:
+    """Fails the first `failures` requests with `exc`, then answers `response`."""
+
+    def __init__(self, failures: int, exc: Exception, response: FakeResponse) -> None:
+        self.failures = failures
+        self.exc = exc
+        self.response = response
+        self.sent: list[str] = []
+
+    def request(self, path, method, **_):
+        self.sent.append(f"{method} {path}")
+        if len(self.sent) <= self.failures:
+            raise self.exc
+        return self.response
+
+
+def client_with(adapter: FakeAdapter) -> NeutronClient:
+    client = NeutronClient.__new__(NeutronClient)
+    client._adapter = adapter
+    client._timeout = 1
+    return client
+
+
+RESET = ks_exc.ConnectFailure("Connection aborted: reset by peer")
+
+
+@pytest.mark.parametrize("call,status", [(lambda c: c.delete_port("p1"), 204), (lambda c: c.list_ports(), 200),
+                                         (lambda c: c.update_port("p1", name="x"), 200)])
+def test_an_idempotent_request_is_retried_once_on_a_reset(call, status):
+    body = b'{"ports": [], "port": {"id": "p1", "network_id": "n1"}}'
+    adapter = FakeAdapter(1, RESET, FakeResponse(status, body))
+    call(client_with(adapter))
+    assert len(adapter.sent) == 2
+
+
+def test_a_post_is_never_retried():
+    adapter = FakeAdapter(1, RESET, FakeResponse(201, b'{"port": {"id": "p1", "network_id": "n1"}}'))
+    with pytest.raises(errors.Unavailable, match="unreachable"):
+        client_with(adapter).create_port(network_id="n1")
+    assert adapter.sent == ["POST /ports"]
+
+
+def test_neutron_down_is_a_clear_unavailable_error_after_two_tries():
+    adapter = FakeAdapter(5, ks_exc.ConnectFailure("refused"), FakeResponse(200))
+    with pytest.raises(errors.Unavailable, match="check that neutron-server runs"):
+        client_with(adapter).list_networks()
+    assert len(adapter.sent) == 2
+
+
+def test_a_timeout_says_so():
+    adapter = FakeAdapter(5, ks_exc.ConnectTimeout("slow"), FakeResponse(200))
+    with pytest.raises(errors.Unavailable):
+        client_with(adapter).get_port("p1")
+
+
+@pytest.mark.parametrize("status,kind", [(404, errors.NotFound), (409, errors.Conflict), (400, errors.BadRequest),
+                                         (503, errors.Unavailable), (500, errors.BackendError)])
+def test_statuses_map_to_plugin_errors(status, kind):
+    body = b'{"NeutronError": {"message": "boom"}}'
+    with pytest.raises(kind, match="boom"):
+        client_with(FakeAdapter(0, RESET, FakeResponse(status, body))).update_port("p1", name="x")
