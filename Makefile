@@ -25,8 +25,9 @@ status:
 wipe:
 	bash stack/aio.sh wipe
 
+# tests/chaos and tests/fuzz run a short version of each fault here; `make chaos` the full size
 test: up
-	$(PYTEST) tests/unit tests/integration tests/e2e $(PYTEST_ARGS)
+	$(PYTEST) tests/unit tests/integration tests/e2e tests/chaos tests/fuzz $(PYTEST_ARGS)
 
 test-unit:
 	bash stack/aio.sh install
@@ -41,6 +42,12 @@ test-e2e: up
 # The benchmark (not a test): kuryr-cnm vs Docker's own drivers and kuryr-libnetwork 18.0.0
 # on the local stack; writes bench/results/<date>.json, .md and .png. BENCH_ARGS e.g. --rounds 10.
 BENCH_ARGS ?=
+# Faults, exhaustion and fuzzing at full size (KURYR_CHAOS=full); the README's Reliability
+# section gives the last result.
+.PHONY: chaos
+chaos: up
+	KURYR_CHAOS=full $(PYTEST) tests/chaos tests/fuzz $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: up
 	$(VENV)/bin/pip install -q -c stack/neutron-venv-constraints.txt -r bench/requirements.txt
