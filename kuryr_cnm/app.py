@@ -120,7 +120,7 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     endpoints = EndpointStore()
     network = NetworkDriver(conf, client, directory, allocations, endpoints, plugger, deferred,
                             Exposure(client), pool)
-    reconciler = Reconciler(client, plugger, conf.host, grace=conf.reconcile_grace,
+    reconciler = Reconciler(client, plugger, conf.host, conf.plugin_name, grace=conf.reconcile_grace,
                             in_use=lambda: allocations.port_ids() | endpoints.port_ids() | pool.port_ids())
     ipam = IpamDriver(conf, client, directory, allocations, deferred, pool)
     router = Router()

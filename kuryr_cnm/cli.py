@@ -163,7 +163,7 @@ def gc(conf: cfg.ConfigOpts, dry_run: bool) -> int:
     from kuryr_cnm.reconcile import Reconciler
     client = neutron.NeutronClient(neutron.connect(conf), timeout=conf.neutron.timeout or 30)
     with Plugger(bindir=conf.bindir) as plugger:
-        report = Reconciler(client, plugger, conf.host, grace=conf.reconcile_grace,
+        report = Reconciler(client, plugger, conf.host, conf.plugin_name, grace=conf.reconcile_grace,
                             in_use=set).run(dry_run=dry_run)
     print(report.summary())
     return 1 if report.errors else 0

@@ -350,7 +350,7 @@ class IpamDriver:
                 # Neutron 29 accepts `tags` in a port POST but does not store them, so the
                 # creator's mark goes in the description now and the tags come with the
                 # endpoint's, in the background write after CreateEndpoint.
-                description=naming.cnm_description(self._conf.host))
+                description=naming.cnm_description(naming.owner(self._conf.host, self._conf.plugin_name)))
         except errors.Conflict as exc:
             if address:
                 raise errors.Conflict(f"address {address} is already in use in subnet {subnet.cidr}: "

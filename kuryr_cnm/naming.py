@@ -25,9 +25,9 @@ DEVICE_OWNER = "compute:kuryr"  # device_owner, and the tag on ports kuryr made
 PORT_EXISTING_TAG = "kuryr.port.existing"  # on pre-created ports kuryr adopted
 EXPOSED_PORTS_SG_SUFFIX = "-exposed_ports"
 
-# kuryr-cnm's own mark (ignored by kuryr-libnetwork): which host's kuryr-cnm made a
+# kuryr-cnm's own mark (ignored by kuryr-libnetwork): which kuryr-cnm (plugin@host) made a
 # port. The reconciler and the port pool only ever delete ports carrying it.
-CNM_HOST_TAG = "kuryr-cnm.host:"
+CNM_OWNER_TAG = "kuryr-cnm.owner:"
 
 
 def id_tags(docker_id: str) -> list[str]:
@@ -57,19 +57,25 @@ def subnetpool_name(cidr: str, prefix: str = "kuryrPool") -> str:
     return f"{prefix}-{cidr}"
 
 
-def cnm_host_tag(host: str) -> str:
+def owner(host: str, plugin_name: str) -> str:
+    """Who made a port: this plugin on this host. Two kuryr-cnm instances on one host
+    (one per nested mode, or a test's) never take each other's ports for their own."""
+    return f"{plugin_name}@{host}"
+
+
+def cnm_owner_tag(owner: str) -> str:
     # 60-character tag limit: a very long host name is cut, the prefix is kept
-    return (CNM_HOST_TAG + host)[:60]
+    return (CNM_OWNER_TAG + owner)[:60]
 
 
-def cnm_description(host: str) -> str:
+def cnm_description(owner: str) -> str:
     """Description of the ports kuryr-cnm creates: the creator's mark from the first
     moment (Neutron stores no tags given at creation; they follow in a second write)."""
-    return f"created by kuryr-cnm on {host}"
+    return f"created by kuryr-cnm {owner}"
 
 
-def pool_description(host: str) -> str:
-    return f"kuryr-cnm port pool on {host}"
+def pool_description(owner: str) -> str:
+    return f"kuryr-cnm port pool of {owner}"
 
 
 def exposed_sg_name(port_id: str) -> str:

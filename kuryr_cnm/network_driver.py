@@ -345,7 +345,8 @@ class NetworkDriver:
     def _record_endpoint(self, port: Port, endpoint_id: str, adopted: bool) -> None:
         """device_id and the endpoint tags, off Docker's hot path."""
         # Neutron's POST answer may not list the tags it was given: name them all here.
-        base = [naming.PORT_EXISTING_TAG] if adopted else [naming.DEVICE_OWNER, naming.cnm_host_tag(self._conf.host)]
+        owner_tag = naming.cnm_owner_tag(naming.owner(self._conf.host, self._conf.plugin_name))
+        base = [naming.PORT_EXISTING_TAG] if adopted else [naming.DEVICE_OWNER, owner_tag]
         tags = list(port.tags) + base + naming.id_tags(endpoint_id)
 
         def write() -> None:

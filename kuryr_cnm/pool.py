@@ -47,6 +47,7 @@ class PortPool:
         self._batch = conf.vif_pool.ports_pool_batch
         self._grace = conf.vif_pool.recovery_grace
         self._host = conf.host
+        self._owner = naming.owner(conf.host, conf.plugin_name)
         self._client = client
         self._lock = threading.Lock()
         self._pools: dict[str, _NetworkPool] = {}
@@ -159,7 +160,7 @@ class PortPool:
     def _bulk_create(self, network_id: str, subnet_ids: frozenset[str], count: int) -> list[Port]:
         body = {"network_id": network_id, "name": naming.POOL_PORT_NAME, "admin_state_up": True,
                 "device_owner": naming.DEVICE_OWNER, "binding:host_id": self._host,
-                "description": naming.pool_description(self._host),
+                "description": naming.pool_description(self._owner),
                 "fixed_ips": [{"subnet_id": s} for s in sorted(subnet_ids)]}
         return self._client.create_ports([dict(body) for _ in range(count)])
 
@@ -198,7 +199,7 @@ class PortPool:
             return 0
         ports = self._client.list_ports(name=naming.POOL_PORT_NAME, device_owner=naming.DEVICE_OWNER,
                                         **{"binding:host_id": self._host})
-        mine = [p for p in ports if not p.device_id and p.raw.get("description") == naming.pool_description(self._host)]
+        mine = [p for p in ports if not p.device_id and p.raw.get("description") == naming.pool_description(self._owner)]
         not_before = time.monotonic() + self._grace
         with self._lock:
             for port in mine:

@@ -1,10 +1,12 @@
 """The reconciler: Neutron's ports bound here, the host's veths and OVS ports, and the
 port pool, brought back in line after a crash, a lost Docker call or a lost write.
 
-It only ever deletes what kuryr-cnm made on this host: Neutron ports with kuryr-cnm's
-mark for this host (the description it writes at creation, or its host tag) and bound
-here; OVS ports with external_ids owner=kuryr; veths named like kuryr's. Ports made by
-kuryr-libnetwork, another kuryr-cnm host or an operator are never touched.
+It only ever deletes what this kuryr-cnm (this plugin name on this host) made: Neutron
+ports with its mark (the description it writes at creation, or its owner tag) and bound
+here; OVS ports with external_ids owner=kuryr whose Neutron port is gone; veths named
+like kuryr's that no OVS port holds and no port bound here names. Ports made by
+kuryr-libnetwork, by another kuryr-cnm (another host, or another plugin name on this
+host) or by an operator are never touched.
 
 What it does, each pass:
 * an OVS port or veth of kuryr's whose Neutron port is gone: unplugged;
@@ -45,13 +47,13 @@ class Report:
                 f"{self.kept} ports in use; {len(self.errors)} errors {self.errors}")
 
 
-def is_ours(port: Port, host: str) -> bool:
-    """Made by kuryr-cnm on this host: its mark, and bound here."""
+def is_ours(port: Port, host: str, owner: str) -> bool:
+    """Made by this kuryr-cnm (`owner`, see naming.owner): its mark, and bound here."""
     if port.host_id != host:
         return False
     description = port.raw.get("description") or ""
-    return (naming.cnm_host_tag(host) in port.tags
-            or description in (naming.cnm_description(host), naming.pool_description(host)))
+    return (naming.cnm_owner_tag(owner) in port.tags
+            or description in (naming.cnm_description(owner), naming.pool_description(owner)))
 
 
 def _age_seconds(port: Port, now: datetime.datetime) -> float:
@@ -63,12 +65,13 @@ def _age_seconds(port: Port, now: datetime.datetime) -> float:
 
 
 class Reconciler:
-    def __init__(self, client: NeutronClient, plugger: Plugger, host: str, *, grace: float,
+    def __init__(self, client: NeutronClient, plugger: Plugger, host: str, plugin_name: str, *, grace: float,
                  in_use: Callable[[], set[str]]) -> None:
         """`in_use()` gives the port ids this process holds for Docker or in its pool."""
         self._client = client
         self._plugger = plugger
         self._host = host
+        self._owner = naming.owner(host, plugin_name)
         self._grace = grace
         self._in_use = in_use
         self._lock = threading.Lock()  # one pass at a time
@@ -87,16 +90,19 @@ class Reconciler:
             return report
 
     def _pass(self, report: Report) -> None:
+        # The host first, Neutron second: a veth or OVS port seen here was made after its
+        # Neutron port, so that port is in the listing below unless it is really gone.
+        veths = veth.list_veths("tap")
+        plugged = self._plugger.list_kuryr_ports()
         ports = self._client.list_ports(**{"binding:host_id": self._host})
         by_id = {p.id: p for p in ports}
-        plugged = self._plugger.list_kuryr_ports()
         self._unplug_orphans(plugged, by_id, report)
-        self._delete_stray_veths(plugged, by_id, report)
+        self._delete_stray_veths(veths, plugged, by_id, report)
         plugged_ids = {p.iface_id for p in plugged}
         held = self._in_use()
         now = datetime.datetime.now(datetime.timezone.utc)
         for port in ports:
-            if not is_ours(port, self._host):
+            if not is_ours(port, self._host, self._owner):
                 continue
             if port.id in plugged_ids:
                 report.kept += 1
@@ -120,11 +126,12 @@ class Reconciler:
                     port_id=ovs_port.iface_id, mac=ovs_port.attached_mac, network_id="", project_id="",
                     endpoint_id=ovs_port.vm_uuid, vif_type="ovs", vif_details={}, mtu=0))
 
-    def _delete_stray_veths(self, plugged: list[OvsPort], by_id: dict[str, Port], report: Report) -> None:
+    def _delete_stray_veths(self, veths: list[str], plugged: list[OvsPort], by_id: dict[str, Port],
+                            report: Report) -> None:
         """A tap veth attached to nothing and named after no port bound here (a crash mid-plug)."""
         attached = {p.name for p in plugged}
         live_prefixes = {naming.host_veth_name(pid) for pid in by_id}
-        for name in veth.list_veths("tap"):
+        for name in veths:
             if name in attached or name in live_prefixes or name in report.unplugged:
                 continue
             report.unplugged.append(name)
@@ -145,5 +152,5 @@ class Reconciler:
             attrs["name"] = naming.UNBOUND_PORT_NAME
         if attrs:
             self._client.update_port(port.id, **attrs)
-        mark = [naming.DEVICE_OWNER, naming.cnm_host_tag(self._host)]
+        mark = [naming.DEVICE_OWNER, naming.cnm_owner_tag(self._owner)]
         self._client.set_tags("ports", port.id, list(port.tags) + mark + wanted)

@@ -107,3 +107,13 @@ def docker(engine: str, *args: str, check: bool = True, timeout: float = 120) ->
 
 def plugin_log_path() -> str:
     return os.environ.get("KURYR_CNM_LOG", "/opt/kuryr-cnm/log/kuryr-cnm.log")
+
+
+# --- the stack ----------------------------------------------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def stack(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """`stack/aio.sh <args>`: stop, start or restart one piece of the all-in-one stack."""
+    return run(["bash", os.path.join(REPO, "stack", "aio.sh"), *args], timeout=timeout)

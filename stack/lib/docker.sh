@@ -39,7 +39,7 @@ start_dockerd() {
     log "starting $label on $sock"
     ( exec setsid "$bin" --data-root "$data" --exec-root "$exec_root" \
         --host "unix://$sock" --pidfile "$pidfile" --storage-driver overlay2 \
-        "${DOCKERD_NET_FLAGS[@]}" >>"$logf" 2>&1 </dev/null ) &
+        "${DOCKERD_NET_FLAGS[@]}" ${DOCKERD_EXTRA_FLAGS:-} >>"$logf" 2>&1 </dev/null ) &
 }
 
 docker_answers() { "$@" version --format '{{.Server.Version}}'; }
@@ -75,6 +75,14 @@ start_docker() {
     wait_until 60 docker_answers docker26 || die "dockerd 26 does not answer (see $LOG/dockerd26.log)"
     ensure_image docker20
     ensure_image docker26
+}
+
+# restart_docker20 [--live-restore]: for the fault tests; the flag lasts until the next restart.
+restart_docker20() {
+    stop_pidfile "$DOCKER20_PID" "dockerd 20.10"
+    DOCKERD_EXTRA_FLAGS=${1:-} start_dockerd "dockerd 20.10" /usr/sbin/dockerd "$DOCKER20_SOCK" "$DOCKER20_PID" \
+        /var/lib/docker /var/run/docker "$LOG/dockerd.log"
+    wait_until 60 docker_answers docker20 || die "dockerd 20.10 does not answer (see $LOG/dockerd.log)"
 }
 
 stop_docker() {

@@ -121,6 +121,17 @@ start_ovs() {
     fi
 }
 
+# restart_ovs: both OVS daemons, as a package upgrade does (for the fault tests).
+restart_ovs() {
+    local name
+    for name in ovs-vswitchd ovsdb-server; do
+        if pid_alive $OVS_RUN/$name.pid; then
+            log "stopping $name"; ovs-appctl -t "$OVS_RUN/$name.$(cat $OVS_RUN/$name.pid).ctl" exit
+        fi
+    done
+    start_ovs
+}
+
 start_ovn_central() {
     mkdir -p $OVN_RUN $OVN_LIB $OVN_LOG
     local db
@@ -244,6 +255,8 @@ start_neutron() {
         echo $! > "$RUN/neutron-ovn-maintenance.pid"
     fi
 }
+
+stop_neutron_api() { stop_pidfile "$RUN/neutron-api.pid" "Neutron API" INT; }
 
 stop_openstack() {
     # gunicorn: SIGINT is the quick shutdown; SIGTERM waits the whole graceful

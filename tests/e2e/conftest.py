@@ -27,9 +27,11 @@ class Docker:
     def __call__(self, *args: str, check: bool = True, timeout: float = 120):
         return host.docker(self.engine, *args, check=check, timeout=timeout)
 
-    def network(self, name: str, *args: str, driver: str = "kuryr") -> str:
+    def network(self, name: str, *args: str, driver: str = "kuryr", ipam_driver: str | None = None) -> str:
+        """A network of `driver`; kuryr-cnm plugins (named kuryr or kcnm*) are their own IPAM too."""
         full = f"kcnmt-{name}-{self.tag}"
-        ipam = ["--ipam-driver", "kuryr"] if driver == "kuryr" else []
+        ipam_driver = ipam_driver or (driver if driver.startswith(("kuryr", "kcnm")) else None)
+        ipam = ["--ipam-driver", ipam_driver] if ipam_driver else []
         self("network", "create", "-d", driver, *ipam, *args, full)
         self.networks.append(full)
         return full

@@ -85,6 +85,11 @@ def test_never_touches_what_kuryr_cnm_did_not_make(neutron, cleanup, unique, hos
     foreign = [neutron.post("/ports", json={"port": {
         "network_id": net["id"], "name": "kuryr-unbound-port", "device_owner": "compute:kuryr",
         "binding:host_id": host_id, "fixed_ips": [{"subnet_id": sub["id"]}]}}).json()["port"] for _ in range(2)]
+    # another kuryr-cnm on this host (another plugin name): its mark, not ours
+    foreign.append(neutron.post("/ports", json={"port": {
+        "network_id": net["id"], "name": "kuryr-unbound-port", "device_owner": "compute:kuryr",
+        "description": f"created by kuryr-cnm kcnmother@{host_id}",
+        "binding:host_id": host_id, "fixed_ips": [{"subnet_id": sub["id"]}]}}).json()["port"])
     for p in foreign:
         cleanup(lambda p=p: neutron.delete(f"/ports/{p['id']}"))
     # a veth of another tool named like ours, attached to nothing, for a port bound here

@@ -21,6 +21,6 @@ def test_upstream_names():
     assert len(naming.host_veth_name("f" * 36)) <= 15
 
 
-def test_cnm_host_tag_fits_neutron_tag_limit():
-    assert naming.cnm_host_tag("vm") == "kuryr-cnm.host:vm"
-    assert len(naming.cnm_host_tag("h" * 100)) == 60
+def test_cnm_owner_tag_fits_neutron_tag_limit():
+    assert naming.cnm_owner_tag(naming.owner("vm", "kuryr")) == "kuryr-cnm.owner:kuryr@vm"
+    assert len(naming.cnm_owner_tag("h" * 100)) == 60
