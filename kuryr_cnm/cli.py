@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
+import socketserver
+import ssl
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 from urllib.parse import urlsplit
 
 from oslo_config import cfg
@@ -80,11 +84,12 @@ def serve(conf: cfg.ConfigOpts) -> int:
     plugin = app.build(conf)
     uri = conf.kuryr_uri
     try:
-        srv = server.make_server(uri, plugin.router)
+        srv = server.make_server(uri, plugin.router, ssl_context=_tls_context(conf),
+                                 bind_all=conf.bind_all_interfaces)
+        spec_file = _write_spec_file(conf, srv)
     except (OSError, ValueError) as exc:
         LOG.error("cannot listen on %s: %s", uri, exc)
         return 1
-    spec_file = _write_spec_file(conf)
     LOG.info("kuryr-cnm serving plugin '%s' on %s (scope %s, host %s)",
              conf.plugin_name, uri, conf.capability_scope, conf.host)
 
@@ -110,16 +115,63 @@ def serve(conf: cfg.ConfigOpts) -> int:
     return 0
 
 
-def _write_spec_file(conf: cfg.ConfigOpts) -> str | None:
-    """A TCP listener is found by Docker through /etc/docker/plugins/<name>.spec."""
-    parts = urlsplit(conf.kuryr_uri)
-    if parts.scheme == "unix":
+def _tls_wanted(conf: cfg.ConfigOpts) -> bool:
+    return urlsplit(conf.kuryr_uri).scheme != "unix" and (
+        conf.enable_ssl or urlsplit(conf.kuryr_uri).scheme == "https")
+
+
+def _tls_context(conf: cfg.ConfigOpts) -> ssl.SSLContext | None:
+    if urlsplit(conf.kuryr_uri).scheme == "unix":
+        if conf.enable_ssl:
+            LOG.warning("enable_ssl applies to a TCP kuryr_uri; the unix socket %s is protected by "
+                        "its file mode (root only) instead", conf.kuryr_uri)
         return None
-    path = os.path.join(conf.spec_dir, f"{conf.plugin_name}.spec")
+    if not _tls_wanted(conf):
+        return None
+    if conf.ssl_ca_file and not (conf.docker_tls_cert_file and conf.docker_tls_key_file):
+        raise ValueError("ssl_ca_file makes the listener require a client certificate, but Docker has "
+                         "none to present: set docker_tls_cert_file and docker_tls_key_file")
+    return server.tls_context(conf.ssl_cert_file, conf.ssl_key_file, conf.ssl_ca_file)
+
+
+def _write_spec_file(conf: cfg.ConfigOpts, srv: socketserver.BaseServer) -> str | None:
+    """Docker finds a TCP listener through <spec_dir>/<name>.spec (a URL, plain HTTP or TLS it
+    does not verify) or <name>.json (a URL and its TLSConfig): TLS gets the .json."""
+    if urlsplit(conf.kuryr_uri).scheme == "unix":
+        return None
     os.makedirs(conf.spec_dir, exist_ok=True)
+    base = os.path.join(conf.spec_dir, conf.plugin_name)
+    if _tls_wanted(conf):
+        path, content = f"{base}.json", json.dumps(_json_spec(conf, srv), indent=2)
+    else:
+        path, content = f"{base}.spec", _dial_url("tcp", srv)
+    # Docker reads <name>.spec before <name>.json: one left by an earlier setting would win
+    for stale in (f"{base}.spec", f"{base}.json"):
+        if stale != path and os.path.exists(stale):
+            LOG.info("removing %s, written for an earlier kuryr_uri", stale)
+            _unlink_quietly(stale)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(conf.kuryr_uri.replace("https://", "tcp://").replace("http://", "tcp://") + "\n")
+        f.write(content + "\n")
     return path
+
+
+def _json_spec(conf: cfg.ConfigOpts, srv: socketserver.BaseServer) -> dict[str, Any]:
+    ca = conf.docker_tls_ca_file or conf.ssl_ca_file or ""
+    if not ca:
+        # moby skips verification of a .json plugin without CAFile
+        LOG.warning("Docker will not verify the plugin's certificate: set docker_tls_ca_file "
+                    "to the CA that signed ssl_cert_file")
+    return {"Name": conf.plugin_name, "Addr": _dial_url("https", srv),
+            "TLSConfig": {"InsecureSkipVerify": not ca, "CAFile": ca,
+                          "CertFile": conf.docker_tls_cert_file or "",
+                          "KeyFile": conf.docker_tls_key_file or ""}}
+
+
+def _dial_url(scheme: str, srv: socketserver.BaseServer) -> str:
+    """The URL Docker dials: the bound port (kuryr_uri may say 0), loopback for a wildcard bind."""
+    host, port = srv.server_address[:2]  # type: ignore[misc]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 def _unlink_quietly(path: str) -> None:

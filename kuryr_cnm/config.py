@@ -21,8 +21,9 @@ default_opts = [
         "kuryr_uri",
         default=f"unix://{DEFAULT_SOCKET}",
         help="Where the plugin listens. unix:///run/docker/plugins/<name>.sock is found "
-        "by Docker without a spec file; http://127.0.0.1:23750 (upstream's default) or "
-        "https://... makes kuryr-cnm write <plugin_name>.spec/.json into spec_dir.",
+        "by Docker without a spec file; http://127.0.0.1:23750 (upstream's default) makes "
+        "kuryr-cnm write <plugin_name>.spec into spec_dir, https://... (or enable_ssl) "
+        "<plugin_name>.json with its TLSConfig.",
     ),
     cfg.StrOpt(
         "plugin_name",
@@ -34,6 +35,33 @@ default_opts = [
         default="/etc/docker/plugins",
         help="(kuryr-cnm) Where the spec file for a TCP listener is written.",
     ),
+    cfg.BoolOpt(
+        "bind_all_interfaces",
+        default=False,
+        help="(kuryr-cnm) Honour a wildcard host (0.0.0.0, ::) in a TCP kuryr_uri. Without it a "
+        "TCP listener with no host or a wildcard binds loopback only: whoever reaches it drives "
+        "Neutron with kuryr's credentials. Listening beyond loopback calls for TLS with ssl_ca_file.",
+    ),
+    cfg.BoolOpt("enable_ssl", default=False,
+                help="Serve a TCP kuryr_uri over TLS 1.2+ (HTTPS) with ssl_cert_file and ssl_key_file. "
+                "An https:// kuryr_uri turns it on as well. Ignored for a unix socket."),
+    cfg.StrOpt("ssl_cert_file", default="/var/lib/kuryr/certs/cert.pem",
+               help="PEM certificate (chain) of the TLS listener."),
+    cfg.StrOpt("ssl_key_file", default="/var/lib/kuryr/certs/key.pem",
+               help="Unencrypted PEM private key of ssl_cert_file; keep it readable by root only."),
+    cfg.StrOpt("ssl_ca_file",
+               help="(kuryr-cnm) PEM CA certificate(s): when set, the TLS listener accepts only "
+               "clients presenting a certificate signed by them (Docker's TLSConfig CertFile)."),
+    cfg.StrOpt("docker_tls_ca_file",
+               help="(kuryr-cnm) Written as TLSConfig CAFile of the <plugin_name>.json spec: the CA "
+               "Docker verifies the listener's certificate with. Defaults to ssl_ca_file; with "
+               "neither, Docker does not verify the listener."),
+    cfg.StrOpt("docker_tls_cert_file",
+               help="(kuryr-cnm) Written as TLSConfig CertFile of the .json spec: the client "
+               "certificate Docker presents. Required with ssl_ca_file."),
+    cfg.StrOpt("docker_tls_key_file",
+               help="(kuryr-cnm) Written as TLSConfig KeyFile of the .json spec: the key of "
+               "docker_tls_cert_file."),
     cfg.StrOpt(
         "capability_scope",
         default="local",

@@ -17,6 +17,7 @@ import ssl
 import stat
 import threading
 import time
+import ipaddress
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -30,6 +31,11 @@ LOG = logging.getLogger(__name__)
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
 # Docker never sends bodies near this size; a larger one is refused, not read.
 MAX_BODY = 1 << 20
+DEFAULT_PORT = 23750  # kuryr-libnetwork's
+# A client that connects and never completes the TLS handshake holds only its own thread this long.
+HANDSHAKE_TIMEOUT = 10.0
+# Hosts in kuryr_uri that mean "every interface"; upstream's docs and deployments used 0.0.0.0.
+_WILDCARDS = {"", "0.0.0.0", "::", "*"}
 
 Handler = Callable[[Any], Mapping[str, Any]]
 
@@ -139,34 +145,136 @@ class UnixPluginServer(_ServerMixin, socketserver.UnixStreamServer):
 
 class TCPPluginServer(_ServerMixin, socketserver.TCPServer):
     allow_reuse_address = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, in the connection's own thread: done in accept(), one client
+        # that connects and says nothing would stall every other connection.
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:  # a plain-HTTP client, no client certificate, a probe
+            LOG.info("TLS handshake with %s refused: %s", client_address[0], exc)
+            return
+        tls.settimeout(None)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            tls.close()
+
+
+class TCP6PluginServer(TCPPluginServer):
+    address_family = socket.AF_INET6
+
+
+def tls_context(cert_file: str, key_file: str, ca_file: str | None = None) -> ssl.SSLContext:
+    """The listener's TLS 1.2+ context; with ca_file, clients must present a certificate it signed.
+
+    Raises ValueError saying which file is wrong and what to do, never the key's content."""
+    for option, path in (("ssl_cert_file", cert_file), ("ssl_key_file", key_file), ("ssl_ca_file", ca_file)):
+        if path:
+            _check_readable(option, path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        # a callable password: an encrypted key fails here instead of prompting on a service's stdin
+        ctx.load_cert_chain(cert_file, key_file, password=lambda: b"")
+    except ssl.SSLError as exc:
+        raise ValueError(
+            f"ssl_cert_file {cert_file} and ssl_key_file {key_file} are not a PEM certificate and its "
+            f"unencrypted private key ({exc.reason or exc.__class__.__name__}); check that the key "
+            "matches the certificate and is not passphrase-protected") from None
+    if ca_file:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except ssl.SSLError as exc:
+            raise ValueError(f"ssl_ca_file {ca_file} holds no PEM CA certificate "
+                             f"({exc.reason or exc.__class__.__name__})") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _check_readable(option: str, path: str) -> None:
+    try:
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        raise ValueError(f"{option} {path} does not exist: create it (README, Security) or point "
+                         f"{option} in kuryr.conf at the right file") from None
+    except PermissionError:
+        raise ValueError(f"{option} {path} cannot be read by uid {os.getuid()}: kuryr-cnm runs as "
+                         "root; fix the file's owner or mode") from None
+    except IsADirectoryError:
+        raise ValueError(f"{option} {path} is a directory; point {option} at the PEM file") from None
+
+
+def tcp_bind_address(uri: str, *, bind_all: bool = False, verified_clients: bool = False) -> tuple[str, int]:
+    """(host, port) to listen on for an http(s):// or tcp:// kuryr_uri.
+
+    Anyone who reaches the listener drives Neutron with kuryr's credentials, so a
+    missing or wildcard host means loopback unless bind_all says otherwise."""
+    parts = urlsplit(uri)
+    host, port = parts.hostname or "", parts.port or DEFAULT_PORT
+    if host in _WILDCARDS and not bind_all:
+        loopback = "::1" if host == "::" else "127.0.0.1"
+        if host:
+            LOG.warning("kuryr_uri %s names every interface; listening on %s only. To listen on all, "
+                        "set bind_all_interfaces = True (and use TLS with client certificates)", uri, loopback)
+        return loopback, port
+    if host in _WILDCARDS:
+        host = "::" if host == "::" else "0.0.0.0"
+    if not _is_loopback(host):
+        advice = ("client certificates are required" if verified_clients else
+                  "anyone who reaches it can create and delete Neutron ports with kuryr's credentials; "
+                  "use TLS with client certificates (enable_ssl, ssl_ca_file)")
+        LOG.warning("plugin listener on %s port %d is reachable from other hosts: %s", host, port, advice)
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"  # another name may resolve anywhere: treated as remote
 
 
 def make_server(uri: str, router: Router, *, socket_mode: int = 0o600,
-                ssl_context: ssl.SSLContext | None = None) -> socketserver.BaseServer:
-    """Bind the listener for kuryr_uri: unix:///path, http://host:port or https://host:port."""
+                ssl_context: ssl.SSLContext | None = None,
+                bind_all: bool = False) -> socketserver.BaseServer:
+    """Bind the listener for kuryr_uri: unix:///path, http://host:port or https://host:port.
+
+    A TCP listener speaks TLS when given ssl_context (an https:// uri requires one)."""
     parts = urlsplit(uri)
     server: UnixPluginServer | TCPPluginServer
     if parts.scheme == "unix":
-        path = parts.path
-        _remove_stale_socket(path)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        old_umask = os.umask(0o177)  # the socket exists with no group/other access from the start
-        try:
-            server = UnixPluginServer(path, _RequestHandler)
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, socket_mode)
+        server = _unix_server(parts.path, socket_mode)
     elif parts.scheme in ("http", "https", "tcp"):
-        host, port = parts.hostname or "127.0.0.1", parts.port or 23750
-        TCPPluginServer.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        server = TCPPluginServer((host, port), _RequestHandler)
-        if parts.scheme == "https":
-            if ssl_context is None:
-                raise ValueError("an https kuryr_uri needs ssl_cert_file and ssl_key_file")
-            server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
+        if parts.scheme == "https" and ssl_context is None:
+            raise ValueError("an https kuryr_uri needs ssl_cert_file and ssl_key_file")
+        verified = ssl_context is not None and ssl_context.verify_mode == ssl.CERT_REQUIRED
+        host, port = tcp_bind_address(uri, bind_all=bind_all, verified_clients=verified)
+        server = (TCP6PluginServer if ":" in host else TCPPluginServer)((host, port), _RequestHandler)
+        server.ssl_context = ssl_context
     else:
         raise ValueError(f"kuryr_uri {uri!r}: use unix:///path, http://host:port or https://host:port")
     server.router = router
+    return server
+
+
+def _unix_server(path: str, socket_mode: int) -> UnixPluginServer:
+    _remove_stale_socket(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    # bind() creates the socket file: with this umask it never exists with group/other access,
+    # not even until the chmod below. (umask is per process; nothing else creates files at startup.)
+    old_umask = os.umask(0o177)
+    try:
+        server = UnixPluginServer(path, _RequestHandler)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, socket_mode)
     return server
 
 
