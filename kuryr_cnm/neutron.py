@@ -163,6 +163,11 @@ class NeutronClient:
         label = f"{method} {path.split('?')[0]}"
         try:
             resp = self._send(method, path, params, body)
+        except ks_exc.SSLError:
+            # before ConnectionError, its base: a bad certificate is no timeout, and retrying won't help
+            raise errors.Unavailable("TLS with Neutron (or Keystone) failed: its certificate could not be "
+                                     "verified, or the endpoint does not speak TLS; for a private CA set "
+                                     "[neutron] cafile to the CA certificate") from None
         except ks_exc.ConnectFailure as exc:
             raise errors.Unavailable(f"Neutron is unreachable ({exc.__class__.__name__}); check that "
                                      "neutron-server runs and [neutron] points at it, then retry") from None
