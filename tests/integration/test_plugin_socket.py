@@ -40,5 +40,7 @@ def test_unknown_method_is_404_and_server_keeps_serving(client):
 
 
 def test_socket_is_root_only():
-    mode = stat.S_IMODE(os.stat(host.PLUGIN_SOCKET).st_mode)
-    assert mode & 0o077 == 0, f"plugin socket mode {oct(mode)} lets others in"
+    st = os.stat(host.PLUGIN_SOCKET)
+    mode = stat.S_IMODE(st.st_mode)
+    assert mode == 0o600, f"plugin socket mode {oct(mode)}: expected 0600"
+    assert st.st_uid == 0, f"plugin socket owned by uid {st.st_uid}, not root"
