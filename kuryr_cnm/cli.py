@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from oslo_config import cfg
 
-from kuryr_cnm import app, config, server
+from kuryr_cnm import app, config, redact, server
 
 LOG = logging.getLogger("kuryr_cnm")
 
@@ -70,7 +70,7 @@ def _config_files(args: argparse.Namespace) -> list[str]:
 def setup_logging(conf: cfg.ConfigOpts) -> None:
     handler: logging.Handler
     handler = logging.FileHandler(conf.log_file) if conf.log_file else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(
+    handler.setFormatter(redact.Formatter(
         "%(asctime)s.%(msecs)03d %(process)d %(levelname)s %(name)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

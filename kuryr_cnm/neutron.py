@@ -20,7 +20,7 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from kuryr_cnm import errors
+from kuryr_cnm import errors, redact
 
 LOG = logging.getLogger(__name__)
 
@@ -140,21 +140,43 @@ def connect(conf: cfg.ConfigOpts) -> openstack.connection.Connection:
     """An openstacksdk connection from kuryr.conf: `[neutron] cloud` (clouds.yaml) or keystoneauth options."""
     if conf.neutron.cloud:
         return openstack.connect(cloud=conf.neutron.cloud)
-    auth = ks_loading.load_auth_from_conf_options(conf, "neutron")
+    try:
+        auth = ks_loading.load_auth_from_conf_options(conf, "neutron")
+    except (cfg.TemplateSubstitutionError, cfg.NoSuchOptError):
+        # oslo.config reads '$name' in a value as another option; its error would quote
+        # the rest of the value, i.e. part of a password
+        raise ValueError("[neutron]: a value holds a '$' that oslo.config reads as a reference to "
+                         "another option; write '$$' for a literal '$' (in a password, say)") from None
     if auth is None:
         raise cfg.RequiredOptError("auth_type", cfg.OptGroup("neutron"))
+    redact.register(_secret_values(conf, "neutron"))
     session = ks_loading.load_session_from_conf_options(conf, "neutron", auth=auth)
     return openstack.connection.Connection(
         session=session, region_name=conf.neutron.region_name,
         network_interface=conf.neutron.endpoint_type)
 
 
+def _secret_values(conf: cfg.ConfigOpts, group: str) -> list[str]:
+    """The values of the auth plugin's secret options (password, token, ...): never to be shown."""
+    opts = ks_loading.get_auth_plugin_conf_options(conf[group].auth_type)
+    return [conf[group][o.dest] for o in opts if o.secret and conf[group][o.dest]]
+
+
 class NeutronClient:
     """Neutron's REST API, one counted round trip per method call."""
 
     def __init__(self, conn: openstack.connection.Connection, timeout: float = 30) -> None:
-        self._adapter = conn.network
+        self._conn = conn
+        self._adapter: Any = None
         self._timeout = timeout
+
+    def _network(self) -> Any:
+        """openstacksdk's network proxy, made on first use: with keystoneauth options it needs a
+        token and the catalog, and Keystone may well be down or refuse us when the plugin starts
+        (it must start anyway, and say why each call fails)."""
+        if self._adapter is None:
+            self._adapter = self._conn.network
+        return self._adapter
 
     # -- plumbing --
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
@@ -169,13 +191,16 @@ class NeutronClient:
                                      "verified, or the endpoint does not speak TLS; for a private CA set "
                                      "[neutron] cafile to the CA certificate") from None
         except ks_exc.ConnectFailure as exc:
+            # keystoneauth raises the same for Keystone (a token, the catalog) as for Neutron
             raise errors.Unavailable(f"Neutron is unreachable ({exc.__class__.__name__}); check that "
-                                     "neutron-server runs and [neutron] points at it, then retry") from None
+                                     "neutron-server runs (and Keystone, with keystoneauth options) and "
+                                     "[neutron] points at it, then retry") from None
         except (ks_exc.ConnectionError, ks_exc.RequestTimeout) as exc:
             raise errors.Unavailable(f"Neutron did not answer {label} in time ({exc.__class__.__name__}); "
                                      "retry when Neutron is healthy") from None
         except ks_exc.ClientException as exc:  # auth failures and the like
-            raise errors.BackendError(f"Neutron request {label} failed: {exc}; check [neutron] credentials") from None
+            raise errors.BackendError(f"Neutron request {label} failed: {redact.scrub(str(exc))}; "
+                                      "check [neutron] credentials") from None
         ms = (time.monotonic() - started) * 1000
         calls = _CALLS.get()
         if calls is not None:
@@ -187,7 +212,7 @@ class NeutronClient:
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: Mapping[str, Any] | None) -> Any:
         def send() -> Any:
-            return self._adapter.request(path, method, params=params, json=body, timeout=self._timeout,
+            return self._network().request(path, method, params=params, json=body, timeout=self._timeout,
                                          raise_exc=False, headers={"Accept": "application/json"})
         try:
             return send()

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from kuryr_cnm import errors
+from kuryr_cnm import errors, redact
 
 LOG = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Router:
                 )
             return HTTPStatus.OK, handler(decode_body(method, raw_body))
         except errors.PluginError as exc:
-            return exc.status, {"Err": exc.message}
+            return exc.status, {"Err": redact.scrub(exc.message)}
         except Exception:  # a bug: log the traceback here, send Docker one line
             LOG.exception("%s failed with an unexpected error", method)
             return HTTPStatus.INTERNAL_SERVER_ERROR, {
