@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make up      install and start Neutron/OVN/OVS/MariaDB, dockerd 20.10 + 26, kuryr-cnm"
 	@echo "make test    make up, then unit, integration and e2e tests"
+	@echo "make test-keystone  the same tests, the plugin authenticating through a real Keystone"
 	@echo "make status  each piece of the stack up or down"
 	@echo "make down    stop everything (data kept); make wipe also deletes the data"
 
@@ -47,6 +48,23 @@ BENCH_ARGS ?=
 .PHONY: chaos
 chaos: up
 	KURYR_CHAOS=full $(PYTEST) tests/chaos tests/fuzz $(PYTEST_ARGS)
+
+# The whole suite with the plugin going through a real Keystone (password auth, 200 s tokens,
+# so runs outlive several) to a keystone-auth Neutron API on 127.0.0.1:9697. The stack's plugin
+# serves from kuryr-keystone.conf for the run and from kuryr.conf again after it, pass or fail.
+KEYSTONE_CONF := /opt/kuryr-cnm/etc/kuryr-keystone.conf
+KEYSTONE_ACCESS_LOG := /opt/kuryr-cnm/log/keystone-access.log
+.PHONY: test-keystone
+test-keystone: up
+	bash stack/aio.sh keystone-up
+	@trap 'bash stack/aio.sh restart-plugin' EXIT; \
+	seen=$$(wc -l < $(KEYSTONE_ACCESS_LOG)); \
+	PLUGIN_CONF=$(KEYSTONE_CONF) bash stack/aio.sh restart-plugin && \
+	PLUGIN_CONF=$(KEYSTONE_CONF) KURYR_TEST_CONF=$(KEYSTONE_CONF) $(PYTEST) tests/unit tests/integration tests/e2e tests/chaos tests/fuzz \
+		$(PYTEST_ARGS); rc=$$?; \
+	echo "Keystone issued $$(tail -n +$$((seen + 1)) $(KEYSTONE_ACCESS_LOG) \
+		| grep -c '"POST /v3/auth/tokens HTTP/1.1" 201 .*"kuryr-cnm ') tokens to kuryr-cnm during the run"; \
+	exit $$rc
 
 .PHONY: bench
 bench: up

@@ -8,7 +8,10 @@
 #   aio.sh status   each piece up or down; exit 1 if any is down
 #   aio.sh wipe     down, then delete the Neutron DB, OVN DBs and OVS conf.db
 #   aio.sh install  only the installation step of 'up'
-#   aio.sh restart-plugin [--kill]   restart kuryr-cnm alone (--kill: SIGKILL, as a crash)
+#   aio.sh restart-plugin [--kill]   restart kuryr-cnm alone (--kill: SIGKILL, as a crash);
+#                   PLUGIN_CONF=<file> serves it from another config (make test-keystone)
+#   aio.sh keystone-up    Keystone on :5000 and a keystone-auth Neutron API on :9697 (after up)
+#   aio.sh keystone-down  stop those two
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
@@ -16,6 +19,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib/openstack.sh"
 . "$HERE/lib/docker.sh"
 . "$HERE/lib/plugin.sh"
+. "$HERE/lib/keystone.sh"
 
 APT_PACKAGES=(docker.io openvswitch-switch ovn-central ovn-host mariadb-server python3-venv
               iproute2 ethtool busybox-static curl ca-certificates procps)
@@ -90,6 +94,7 @@ EOF
 do_down() {
     stop_plugin
     stop_docker
+    stop_keystone
     stop_openstack
     log "stack stopped (data kept under $TOP)"
 }
@@ -100,6 +105,7 @@ do_status() {
     status_openstack || rc=1
     status_docker || rc=1
     status_plugin || rc=1
+    status_keystone || rc=1
     if [ $rc -eq 0 ] && ! plugin_answers; then echo "  kuryr-cnm does not answer Plugin.Activate"; rc=1; fi
     return $rc
 }
@@ -120,5 +126,7 @@ case "${1:-}" in
     restart-plugin)
         if [ "${2:-}" = --kill ] && pid_alive "$PLUGIN_PID"; then kill -KILL "$(cat "$PLUGIN_PID")"; fi
         stop_plugin; start_plugin ;;
-    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]}" >&2; exit 2 ;;
+    keystone-up) keystone_up ;;
+    keystone-down) stop_keystone ;;
+    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]|keystone-up|keystone-down}" >&2; exit 2 ;;
 esac

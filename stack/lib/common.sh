@@ -37,7 +37,10 @@ TEST_IMAGE=kuryr-test/busybox:latest
 PLUGIN_NAME=kuryr
 PLUGIN_SOCK=/run/docker/plugins/$PLUGIN_NAME.sock
 PLUGIN_PID=$RUN/kuryr-cnm.pid
-PLUGIN_CONF=$ETC/kuryr.conf
+# What `make up` writes, and what the plugin serves from (make test-keystone points it
+# at kuryr-keystone.conf for one run).
+KURYR_CONF=$ETC/kuryr.conf
+PLUGIN_CONF=${PLUGIN_CONF:-$KURYR_CONF}
 
 log() { echo "[aio $(date +%T)] $*"; }
 die() { echo "[aio] ERROR: $*" >&2; exit 1; }
@@ -69,6 +72,17 @@ stop_pidfile() {
         if proc_alive "$pid"; then log "$name still alive after 15 s: SIGKILL"; kill -KILL "$pid"; fi
     fi
     rm -f "$f"
+}
+
+# write_wsgi_entry <file> <python line>...: a gunicorn entry point that imports the app
+# with gunicorn's own argv hidden: Neutron and Keystone hand sys.argv[1:] to oslo.config,
+# and take their config files from OS_*_CONFIG_DIR / OS_*_CONFIG_FILES instead.
+write_wsgi_entry() {
+    local file=$1; shift
+    { echo "# gunicorn entry point, written by stack/lib: gunicorn's argv hidden while importing"
+      printf '%s\n' "import sys" "_saved = sys.argv" "sys.argv = [_saved[0]]" "try:"
+      printf '    %s\n' "$@"
+      printf '%s\n' "finally:" "    sys.argv = _saved"; } > "$file"
 }
 
 # Print "name  up (pid N)" or "name  DOWN"; returns 1 when down.

@@ -66,18 +66,7 @@ EOF
     printf '[DEFAULT]\nlog_file = %s\n' "$LOG/neutron-api.log" > "$ETC/api-log.conf"
     printf '[DEFAULT]\nlog_file = %s\n' "$LOG/neutron-ovn-maintenance.log" > "$ETC/maint-log.conf"
     cp "$NEUTRON_VENV/etc/neutron/api-paste.ini" "$ETC/api-paste.ini"
-    cat > "$ETC/neutron_api_wsgi.py" <<'EOF'
-# WSGI entry point for gunicorn: neutron.wsgi.api passes sys.argv[1:] to
-# oslo.config, so hide gunicorn's own argv from it; config files come from
-# OS_NEUTRON_CONFIG_DIR / OS_NEUTRON_CONFIG_FILES.
-import sys
-_saved = sys.argv
-sys.argv = [_saved[0]]
-try:
-    from neutron.wsgi.api import application  # noqa: F401
-finally:
-    sys.argv = _saved
-EOF
+    write_wsgi_entry "$ETC/neutron_api_wsgi.py" "from neutron.wsgi.api import application  # noqa: F401"
     cat > "$MYCNF" <<EOF
 [mariadbd]
 datadir = $TOP/mariadb/data
@@ -229,19 +218,26 @@ neutron_sees_chassis() {
         | grep -q '"alive": *true'
 }
 
+# spawn_neutron_api <etc dir> <port> <name> <wsgi module> [gunicorn args...]: a Neutron API
+# in the background, its pidfile $RUN/<name>.pid and logs $LOG/<name>-gunicorn.log, .out
+spawn_neutron_api() {
+    local etc=$1 port=$2 name=$3 module=$4; shift 4
+    # ASGI_WORKERS tells neutron.common.wsgi_utils the API worker count; it only
+    # knows uwsgi and mod_wsgi otherwise, and the OVN hash ring breaks.
+    ( cd "$STATE"
+      export OS_NEUTRON_CONFIG_DIR=$etc ASGI_WORKERS=1 \
+             OS_NEUTRON_CONFIG_FILES='neutron.conf;ml2_conf.ini;api-log.conf'
+      exec setsid "$NEUTRON_VENV/bin/gunicorn" --chdir "$etc" --bind "127.0.0.1:$port" \
+        --workers 1 --threads 8 --worker-class gthread --timeout 120 \
+        --graceful-timeout 10 --no-control-socket --keep-alive 30 \
+        --pid "$RUN/$name.pid" --error-logfile "$LOG/$name-gunicorn.log" "$@" \
+        "$module:application" >>"$LOG/$name.out" 2>&1 </dev/null ) &
+}
+
 start_neutron() {
     if ! pid_alive "$RUN/neutron-api.pid"; then
         log "starting the Neutron API (gunicorn) on 127.0.0.1:$NEUTRON_PORT"
-        # ASGI_WORKERS tells neutron.common.wsgi_utils the API worker count; it only
-        # knows uwsgi and mod_wsgi otherwise, and the OVN hash ring breaks.
-        ( cd "$STATE"
-          export OS_NEUTRON_CONFIG_DIR=$ETC ASGI_WORKERS=1 \
-                 OS_NEUTRON_CONFIG_FILES='neutron.conf;ml2_conf.ini;api-log.conf'
-          exec setsid "$NEUTRON_VENV/bin/gunicorn" --chdir "$ETC" --bind "127.0.0.1:$NEUTRON_PORT" \
-            --workers 1 --threads 8 --worker-class gthread --timeout 120 \
-            --graceful-timeout 10 --no-control-socket --keep-alive 30 \
-            --pid "$RUN/neutron-api.pid" --error-logfile "$LOG/neutron-api-gunicorn.log" \
-            neutron_api_wsgi:application >>"$LOG/neutron-api.out" 2>&1 </dev/null ) &
+        spawn_neutron_api "$ETC" "$NEUTRON_PORT" neutron-api neutron_api_wsgi
     fi
     wait_until 90 neutron_answers || die "the Neutron API does not answer (see $LOG/neutron-api.log)"
     wait_until 60 neutron_sees_chassis \

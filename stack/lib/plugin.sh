@@ -27,7 +27,7 @@ clouds:
     network_endpoint_override: $NEUTRON_URL/
     region_name: RegionOne
 EOF
-    cat > "$PLUGIN_CONF" <<EOF
+    cat > "$KURYR_CONF" <<EOF
 # Written by 'make up' (stack/lib/plugin.sh) for the all-in-one stack.
 [DEFAULT]
 # Docker finds the plugin by this socket: /run/docker/plugins/<name>.sock
