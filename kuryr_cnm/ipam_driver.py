@@ -28,6 +28,7 @@ from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, PoolRequest,
                                 ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
+from kuryr_cnm.reconcile import is_lost_address
 
 LOG = logging.getLogger(__name__)
 
@@ -240,9 +241,27 @@ class IpamDriver:
     def _delete_subnet(self, subnet: Subnet) -> None:
         try:
             self._client.delete_subnet(subnet.id)
+            return
+        except errors.Conflict:
+            if not self._delete_lost_addresses(subnet):
+                raise
+        try:
+            self._client.delete_subnet(subnet.id)
         except errors.Conflict as exc:
             raise errors.Conflict(f"subnet {subnet.id} ({subnet.cidr}) still has ports: {exc.message}; "
                                   "remove the containers or ports using it first") from None
+
+    def _delete_lost_addresses(self, subnet: Subnet) -> bool:
+        """Docker releases a pool only once no endpoint uses it, so a port of ours that no
+        endpoint took is an address whose answer was lost (a crash, a timeout). Delete them;
+        True if there were any."""
+        owner = naming.owner(self._conf.host, self._conf.plugin_name)
+        lost = [p for p in self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
+                if is_lost_address(p, self._conf.host, owner, self._allocations.port_ids())]
+        for port in lost:
+            LOG.info("ReleasePool: deleting port %s, an address no endpoint took", port.id)
+            self._client.delete_port(port.id)
+        return bool(lost)
 
     # -- addresses --
     def request_address(self, body: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
                                 CreateNetworkRequest, EndpointRequest, IPAMData, JoinResponse,
                                 NetworkCapabilities, NetworkRequest, StaticRoute)
+from kuryr_cnm.reconcile import is_lost_address
 
 LOG = logging.getLogger(__name__)
 
@@ -254,12 +255,31 @@ class NetworkDriver:
         try:
             self._client.delete_network(network.id)
         except errors.Conflict:
-            ports = self._client.list_ports(network_id=network.id)
+            ports = self._delete_orphan_ports(network.id)
+            if not ports:
+                self._client.delete_network(network.id)
+                return {}
             raise errors.Conflict(
                 f"Neutron network {network.id} still has {len(ports)} port(s) "
                 f"({', '.join(p.id for p in ports[:5])}); remove the containers using it, or delete "
                 "ports kuryr did not make, then 'docker network rm' again") from None
         return {}
+
+    def _delete_orphan_ports(self, network_id: str) -> list[Port]:
+        """Docker removes a network only once it has no endpoint, so a port of ours still on it
+        is an orphan: an address whose answer a crash or a timeout lost on its way to Docker.
+        Delete those (the reconciler would, later, but the network would stay); return the
+        ports that remain."""
+        owner = naming.owner(self._conf.host, self._conf.plugin_name)
+        held = {p.iface_id for p in self._plugger.list_kuryr_ports()} | self._endpoints.port_ids()
+        remaining = []
+        for port in self._client.list_ports(network_id=network_id):
+            if is_lost_address(port, self._conf.host, owner, held):
+                LOG.info("DeleteNetwork: deleting orphan port %s of network %s", port.id, network_id)
+                self._client.delete_port(port.id)
+            else:
+                remaining.append(port)
+        return remaining
 
     def _delete_subnet(self, subnet: Subnet) -> None:
         try:

@@ -56,6 +56,14 @@ def is_ours(port: Port, host: str, owner: str) -> bool:
             or description in (naming.cnm_description(owner), naming.pool_description(owner)))
 
 
+def is_lost_address(port: Port, host: str, owner: str, held: set[str]) -> bool:
+    """A port of ours that no endpoint ever took (no device_id) and this process does not
+    hold: an address whose answer a crash or a timeout lost on its way to Docker. Safe to
+    delete once Docker releases the network or pool it is in."""
+    return (is_ours(port, host, owner) and not port.device_id and port.id not in held
+            and port.name != naming.POOL_PORT_NAME)
+
+
 def _age_seconds(port: Port, now: datetime.datetime) -> float:
     stamp = port.raw.get("updated_at") or port.raw.get("created_at")
     if not stamp:
