@@ -59,7 +59,7 @@ def netns(cleanup: Callable[[Callable[[], object]], None], unique: str) -> Calla
 
 @pytest.fixture
 def extra_plugin(tmp_path):
-    """Factory: start another kuryr-cnm with its own kuryr.conf (the stack's, plus overrides)
+    """Factory: start another kuryr-cnm with its own kuryr.conf (host.KURYR_CONF, plus overrides)
     as plugin `name`; stopped at the end of the test. Returns the log path."""
     import configparser
     import os
@@ -71,7 +71,7 @@ def extra_plugin(tmp_path):
 
     def start(name: str, overrides: dict[str, dict[str, str]]) -> str:
         conf = configparser.ConfigParser()
-        conf.read("/opt/kuryr-cnm/etc/kuryr.conf")
+        conf.read(host.KURYR_CONF)
         conf.setdefault("DEFAULT", {})
         conf["DEFAULT"]["kuryr_uri"] = f"unix:///run/docker/plugins/{name}.sock"
         conf["DEFAULT"]["plugin_name"] = name

@@ -20,6 +20,9 @@ PLUGIN_SOCKET = "/run/docker/plugins/kuryr.sock"
 T = TypeVar("T")
 TEST_IMAGE = "kuryr-test/busybox:latest"
 NEUTRON_CLOUD = "aio"
+# The kuryr.conf extra plugins and `kuryr-cnm gc` start from: the stack's, or under
+# `make test-keystone` kuryr-keystone.conf (keystoneauth password options instead of a cloud).
+KURYR_CONF = os.environ.get("KURYR_TEST_CONF") or "/opt/kuryr-cnm/etc/kuryr.conf"
 
 
 def run(cmd: Sequence[str] | str, *, check: bool = True, timeout: float = 60,

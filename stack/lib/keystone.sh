@@ -143,16 +143,20 @@ start_keystone_api() {
             --access-logfile "$LOG/keystone-access.log" \
             keystone_wsgi:application >>"$LOG/keystone.out" 2>&1 </dev/null ) &
         echo "$want" > "$RUN/keystone.fingerprint"
+        KS_FRESH=1
     fi
     wait_until 60 keystone_answers || die "Keystone does not answer (see $LOG/keystone.log)"
 }
 
 # Project service, users kuryr (admin) and neutron (admin + service), the network
 # endpoints: one Python process (the openstack CLI takes a minute for the same).
+# Also run on every start of Keystone, as its first requests: a fresh Keystone that meets
+# concurrent requests while it loads its policy refuses some of them (403 on validate_token,
+# seen as 503s from the keystone-auth Neutron).
 register_keystone() {
     local want
     want=$(cat "$KS_PASSWORDS" "$STACK/keystone_register.py" <(echo "$NEUTRON_KS_URL") | sha256sum | cut -c1-16)
-    [ "$(cat "$KS_STATE/registered" 2>/dev/null)" = "$want" ] && return 0
+    [ -z "${KS_FRESH:-}" ] && [ "$(cat "$KS_STATE/registered" 2>/dev/null)" = "$want" ] && return 0
     "$PROJECT_VENV/bin/python" "$STACK/keystone_register.py" --auth-url "$KEYSTONE_URL" \
         --passwords "$KS_PASSWORDS" --network-url "$NEUTRON_KS_URL" || die "Keystone registration failed"
     echo "$want" > "$KS_STATE/registered"

@@ -250,9 +250,12 @@ start_neutron() {
             --config-file "$ETC/maint-log.conf" >>"$LOG/neutron-ovn-maintenance.out" 2>&1 </dev/null ) &
         echo $! > "$RUN/neutron-ovn-maintenance.pid"
     fi
+    # the keystone-auth API again, if it was in use (stopped by stop_neutron_api, or crashed)
+    if pid_alive "$KS_PID" && [ -d "$NKS_ETC" ]; then start_neutron_ks; fi
 }
 
-stop_neutron_api() { stop_pidfile "$RUN/neutron-api.pid" "Neutron API" INT; }
+# Every Neutron API: under make test-keystone the plugin talks to the keystone-auth one.
+stop_neutron_api() { stop_pidfile "$RUN/neutron-api.pid" "Neutron API" INT; stop_neutron_ks; }
 
 stop_openstack() {
     # gunicorn: SIGINT is the quick shutdown; SIGTERM waits the whole graceful

@@ -17,13 +17,13 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 
 @pytest.fixture
 def gc(tmp_path):
-    """Run `kuryr-cnm gc` with the stack's kuryr.conf and reconcile_grace = 0."""
+    """Run `kuryr-cnm gc` with the stack's kuryr.conf (host.KURYR_CONF) and reconcile_grace = 0."""
     conf = tmp_path / "gc.conf"
     conf.write_text("[DEFAULT]\nreconcile_grace = 0\n")
 
     def run(*args: str) -> str:
         exe = os.path.join(os.path.dirname(sys.executable), "kuryr-cnm")
-        proc = subprocess.run([exe, "gc", "--config-file", "/opt/kuryr-cnm/etc/kuryr.conf",
+        proc = subprocess.run([exe, "gc", "--config-file", host.KURYR_CONF,
                                "--config-file", str(conf), *args], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
