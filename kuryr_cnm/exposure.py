@@ -11,7 +11,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from kuryr_cnm import naming
+from kuryr_cnm import errors, naming
 from kuryr_cnm.neutron import NeutronClient, Port
 from kuryr_cnm.protocol import OPT_EXPOSED_PORTS
 
@@ -24,10 +24,11 @@ def port_ranges(exposed: list[Mapping[str, Any]]) -> list[tuple[str, int, int]]:
     """(protocol, min, max) per run of consecutive ports, as upstream merges them."""
     by_proto: dict[str, list[int]] = {}
     for item in exposed:
-        proto = PROTOCOLS.get(int(item.get("Proto", 0)))
+        proto_number, port = _exposed_port(item)
+        proto = PROTOCOLS.get(proto_number)
         if proto is None:
             continue
-        by_proto.setdefault(proto, []).append(int(item.get("Port", 0)))
+        by_proto.setdefault(proto, []).append(port)
     out = []
     for proto, ports in sorted(by_proto.items()):
         ports = sorted(set(ports))
@@ -40,6 +41,16 @@ def port_ranges(exposed: list[Mapping[str, Any]]) -> list[tuple[str, int, int]]:
             if p is not None:
                 start = prev = p
     return out
+
+
+def _exposed_port(item: Any) -> tuple[int, int]:
+    """(protocol number, port) of one of Docker's {"Proto": 6, "Port": 80} entries."""
+    proto = item.get("Proto", 0) if isinstance(item, Mapping) else None
+    port = item.get("Port", 0) if isinstance(item, Mapping) else None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (proto, port)) or not 0 <= port <= 65535:
+        raise errors.BadRequest(f"NetworkDriver.ProgramExternalConnectivity: exposed port {str(item)[:100]} "
+                                "is not {\"Proto\": <number>, \"Port\": <0-65535>}")
+    return proto, port
 
 
 class Exposure:

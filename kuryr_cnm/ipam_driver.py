@@ -296,8 +296,10 @@ class IpamDriver:
 
     def _echo_with_pool_prefix(self, req: RequestAddressRequest) -> str:
         pool = self._client.get_subnetpool(req.pool_id)
-        prefixlen = pool.prefixes[0].split("/")[1] if pool else ("128" if ":" in req.address else "32")
-        return f"{req.address}/{prefixlen}"
+        if pool is None:  # no subnetpool and (the caller found) no subnet: there is no such pool
+            raise errors.NotFound(f"pool {req.pool_id} does not exist in Neutron; it was released or never "
+                                  "made by kuryr")
+        return f"{req.address}/{pool.prefixes[0].split('/')[1]}"
 
     def _subnet_for_request(self, req: RequestAddressRequest, found: tuple[Subnet, ...]) -> Subnet:
         if not req.address:

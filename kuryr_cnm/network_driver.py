@@ -271,7 +271,9 @@ class NetworkDriver:
         Delete those (the reconciler would, later, but the network would stay); return the
         ports that remain."""
         owner = naming.owner(self._conf.host, self._conf.plugin_name)
-        held = {p.iface_id for p in self._plugger.list_kuryr_ports()} | self._endpoints.port_ids()
+        # addresses handed to Docker whose CreateEndpoint has not come yet are held too
+        held = ({p.iface_id for p in self._plugger.list_kuryr_ports()} | self._endpoints.port_ids()
+                | self._allocations.port_ids())
         remaining = []
         for port in self._client.list_ports(network_id=network_id):
             if is_lost_address(port, self._conf.host, owner, held):
@@ -295,6 +297,11 @@ class NetworkDriver:
             return self._interface_answer(req, existing.port)  # Docker retried
         network = self._dir.require_docker_network(req.network_id)
         port = self._port_for(network, req)
+        holder = self._endpoints.by_port(port.id)
+        if holder is not None:  # plugging it again would pull the veth out of holder's container
+            raise errors.Conflict(f"{req.interface.address or req.interface.address_ipv6} (port {port.id}) is "
+                                  f"already the address of endpoint {holder.endpoint_id[:12]}; every endpoint "
+                                  "needs its own RequestAddress")
         adopted = naming.PORT_EXISTING_TAG in port.tags
         mac = req.interface.mac_address if req.interface.mac_address != port.mac_address else ""
         if adopted or port.host_id != self._conf.host:

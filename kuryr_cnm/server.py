@@ -96,8 +96,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            self._reply(HTTPStatus.BAD_REQUEST, {"Err": f"{method}: bad Content-Length"})
+            # the body is left unread, so the connection cannot carry another request
             self.close_connection = True
+            self._reply(HTTPStatus.BAD_REQUEST, {"Err": f"{method}: bad Content-Length"})
             return
         raw = self.rfile.read(length) if length else b""
         status, body = self.server.router.dispatch(method, raw)
@@ -110,11 +111,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET  # noqa: N815
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (unknown verb, bad request line, oversized headers) as
+        # JSON with an Err like every other answer, not its HTML page
+        self.close_connection = True
+        self._reply(code, {"Err": message or HTTPStatus(code).phrase})
+
     def _reply(self, status: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # a keep-alive client must not send its next call here
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)

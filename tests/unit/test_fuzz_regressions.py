@@ -1,0 +1,146 @@
+"""Defects the plugin API fuzzer (tests/fuzz) found, each pinned by a focused test."""
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from unittest.mock import MagicMock
+
+import pytest
+
+from kuryr_cnm import config, errors, exposure, naming, server
+from kuryr_cnm.directory import DockerNetwork
+from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
+from kuryr_cnm.ipam_driver import IpamDriver
+from kuryr_cnm.network_driver import NetworkDriver
+from kuryr_cnm.neutron import FixedIP, Network, Port, SubnetPool
+
+
+@pytest.fixture
+def unix_socket(tmp_path):
+    router = server.Router()
+    router.add("Plugin.Activate", lambda body: {"Implements": ["NetworkDriver"]})
+    path = str(tmp_path / "p.sock")
+    srv = server.make_server(f"unix://{path}", router)
+    server.serve_in_thread(srv)
+    yield path
+    srv.shutdown()
+    srv.server_close()
+
+
+def _exchange(sock: socket.socket, request: bytes) -> http.client.HTTPResponse:
+    sock.sendall(request)
+    resp = http.client.HTTPResponse(sock, method=request.split(b" ")[0].decode())
+    resp.begin()
+    return resp
+
+
+def _connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(path)
+    return sock
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", str(server.MAX_BODY + 1)])
+def test_refused_content_length_announces_the_close(unix_socket, length):
+    """A keep-alive client (Docker's) must learn that the connection ends, or its next
+    call fails on a dropped connection."""
+    sock = _connect(unix_socket)
+    resp = _exchange(sock, f"POST /Plugin.Activate HTTP/1.1\r\nHost: p\r\nContent-Length: {length}\r\n\r\n".encode())
+    assert resp.status == 400 and "Content-Length" in json.loads(resp.read())["Err"]
+    assert resp.getheader("Connection") == "close"
+    sock.close()
+
+
+def test_kept_alive_connection_is_not_announced_closed(unix_socket):
+    sock = _connect(unix_socket)
+    for _ in range(2):
+        resp = _exchange(sock, b"POST /Plugin.Activate HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\n\r\n")
+        assert resp.status == 200 and resp.getheader("Connection") is None
+        resp.read()
+    sock.close()
+
+
+@pytest.mark.parametrize("request_bytes", [b"OPTIONS /Plugin.Activate HTTP/1.1\r\nHost: p\r\n\r\n",
+                                           b"BREW /Plugin.Activate HTTP/1.1\r\nHost: p\r\n\r\n"])
+def test_http_level_refusals_are_json_with_err(unix_socket, request_bytes):
+    sock = _connect(unix_socket)
+    resp = _exchange(sock, request_bytes)
+    body = json.loads(resp.read())
+    assert resp.status >= 400 and body["Err"], body
+    assert resp.getheader("Content-Type") == server.CONTENT_TYPE
+    sock.close()
+
+
+@pytest.mark.parametrize("exposed", [["80/tcp"], [None], [{"Proto": "tcp", "Port": 80}], [{"Proto": 6, "Port": "80"}],
+                                     [{"Proto": 6, "Port": 70000}], [{"Proto": True, "Port": 80}]])
+def test_malformed_exposed_ports_are_a_bad_request(exposed):
+    """They raised AttributeError/ValueError: a 500 'internal error' and a traceback in the log."""
+    with pytest.raises(errors.BadRequest, match="exposed port"):
+        exposure.port_ranges(exposed)
+
+
+def _driver_with_endpoint() -> tuple[NetworkDriver, MagicMock, dict]:
+    """A NetworkDriver whose endpoint `ep1` holds the port of 10.0.0.5 on network `net`."""
+    conf = config.load()
+    network = Network("net", "kuryr-net-x", 1500, False, (), ("sub",), "proj")
+    docker_net = DockerNetwork("d" * 64, network, ())
+    port = Port("port1", "kuryr-unbound-port", "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), (),
+                "compute:kuryr", "e" * 64, conf.host, "ovs", {}, "ACTIVE", "proj")
+    directory = MagicMock()
+    directory.require_docker_network.return_value = docker_net
+    client = MagicMock()
+    client.list_ports.return_value = [port]  # found by address, as for a RequestAddress of another process
+    plugger = MagicMock()
+    endpoints = EndpointStore()
+    endpoints.put(Endpoint("e" * 64, docker_net, port, "tapport1", "t_cport1", False))
+    driver = NetworkDriver(conf, client, directory, Allocations(), endpoints, plugger, MagicMock(), MagicMock(),
+                           MagicMock())
+    body = {"NetworkID": "d" * 64, "EndpointID": "f" * 64, "Interface": {"Address": "10.0.0.5/24"}}
+    return driver, plugger, body
+
+
+def test_second_endpoint_on_a_plugged_address_is_refused():
+    """It re-plugged the port (deleting the first endpoint's veth as 'stale') and answered 200."""
+    driver, plugger, body = _driver_with_endpoint()
+    with pytest.raises(errors.Conflict, match="already the address of endpoint eeeeeeeeeeee"):
+        driver.create_endpoint(body)
+    plugger.plug.assert_not_called()
+    # Docker retrying the first endpoint's own CreateEndpoint still gets its answer
+    assert driver.create_endpoint(dict(body, EndpointID="e" * 64)) == {"Interface": {"MacAddress": "fa:16:3e:00:00:01"}}
+
+
+def test_address_from_a_pool_that_does_not_exist_is_not_found():
+    """RequestAddress with an address (an --aux-address) on a released or unknown pool answered
+    200 with a made-up /32; it is a 404 like the gateway request on such a pool."""
+    client, directory = MagicMock(), MagicMock()
+    directory.pool_subnets.return_value = ()
+    client.get_subnetpool.return_value = None
+    ipam = IpamDriver(config.load(), client, directory, Allocations(), MagicMock(), MagicMock())
+    with pytest.raises(errors.NotFound, match="does not exist"):
+        ipam.request_address({"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.9"})
+    client.get_subnetpool.return_value = SubnetPool("p", "kuryrPool-10.0.0.0/28", ("10.0.0.0/28",), 4, 28, False, ())
+    assert ipam.request_address({"PoolID": "p", "Address": "10.0.0.9"}) == {"Address": "10.0.0.9/28", "Data": {}}
+
+
+def test_delete_network_keeps_an_address_waiting_for_its_create_endpoint():
+    """DeleteNetwork's orphan sweep deleted the port of a RequestAddress whose CreateEndpoint had
+    not come yet (ReleasePool's sweep already kept those): that CreateEndpoint then failed 404."""
+    conf = config.load()
+    network = Network("net", "kuryr-net-x", 1500, False, (), ("sub",), "proj")
+    port = Port("port1", "kuryr-unbound-port", "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), (),
+                "compute:kuryr", "", conf.host, "ovs", {}, "DOWN", "proj",
+                raw={"description": naming.cnm_description(naming.owner(conf.host, conf.plugin_name))})
+    client, directory, plugger = MagicMock(), MagicMock(), MagicMock()
+    directory.docker_network.return_value = DockerNetwork("d" * 64, network, ())
+    client.delete_network.side_effect = errors.Conflict("network in use")
+    client.list_ports.return_value = [port]
+    plugger.list_kuryr_ports.return_value = []
+    allocations = Allocations()
+    allocations.put(port)
+    driver = NetworkDriver(conf, client, directory, allocations, EndpointStore(), plugger, MagicMock(),
+                           MagicMock(), MagicMock())
+    with pytest.raises(errors.Conflict, match="still has 1 port"):
+        driver.delete_network({"NetworkID": "d" * 64})
+    client.delete_port.assert_not_called()
