@@ -24,7 +24,7 @@ from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
-                                CreateNetworkRequest, EndpointRequest, IPAMData, JoinResponse,
+                                CreateNetworkRequest, EndpointRequest, GwAllocCheckRequest, IPAMData, JoinResponse,
                                 NetworkCapabilities, NetworkRequest, StaticRoute)
 from kuryr_cnm.reconcile import is_lost_address
 
@@ -56,8 +56,7 @@ class NetworkDriver:
 
     def gw_alloc_check(self, body: Any) -> dict[str, Any]:
         """Docker >= 28: skip reserving a gateway on --internal networks (they get none)."""
-        options = (body or {}).get("Options") or {}
-        internal = bool(options.get("com.docker.network.internal"))
+        internal = GwAllocCheckRequest.parse(body).internal
         return {"SkipIPv4": internal, "SkipIPv6": internal}
 
     def allocate_network(self, body: Any) -> dict[str, Any]:

@@ -181,6 +181,17 @@ class AllocateNetworkRequest:
 
 
 @dataclass(frozen=True)
+class GwAllocCheckRequest:
+    internal: bool
+
+    @classmethod
+    def parse(cls, body: Any) -> "GwAllocCheckRequest":
+        m = "NetworkDriver.GwAllocCheck"
+        options = _map(m, _object(m, body), "Options") if body is not None else {}
+        return cls(bool(options.get(OPT_INTERNAL)))
+
+
+@dataclass(frozen=True)
 class EndpointInterface:
     address: str  # "ip/len" or ""
     address_ipv6: str

@@ -80,6 +80,8 @@ def decode_body(method: str, raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.BadRequest(f"{method}: the request body is not valid JSON ({exc})") from None
+    except RecursionError:  # json's decoder recurses once per nested array or object
+        raise errors.BadRequest(f"{method}: the request body nests arrays or objects too deeply") from None
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

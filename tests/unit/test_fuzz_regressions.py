@@ -14,6 +14,7 @@ from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.neutron import FixedIP, Network, Port, SubnetPool
+from kuryr_cnm.protocol import GwAllocCheckRequest
 
 
 @pytest.fixture
@@ -144,3 +145,24 @@ def test_delete_network_keeps_an_address_waiting_for_its_create_endpoint():
     with pytest.raises(errors.Conflict, match="still has 1 port"):
         driver.delete_network({"NetworkID": "d" * 64})
     client.delete_port.assert_not_called()
+
+
+@pytest.mark.parametrize("body", [[], "x", {"Options": True}, {"Options": ["internal"]}])
+def test_gw_alloc_check_with_a_malformed_body_is_a_bad_request(body):
+    """`(body or {}).get("Options")` raised AttributeError: a 500 and a traceback."""
+    with pytest.raises(errors.BadRequest):
+        GwAllocCheckRequest.parse(body)
+
+
+def test_gw_alloc_check_reads_internal():
+    assert GwAllocCheckRequest.parse({"Options": {"com.docker.network.internal": True}}).internal
+    assert not GwAllocCheckRequest.parse(None).internal and not GwAllocCheckRequest.parse({}).internal
+
+
+@pytest.mark.parametrize("raw", [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 100_000])
+def test_deeply_nested_body_is_a_bad_request(raw):
+    """json.loads raised RecursionError, which the decoder did not catch: a 500 and a traceback."""
+    router = server.Router()
+    router.add("Plugin.Activate", lambda body: {})
+    status, body = router.dispatch("Plugin.Activate", raw)
+    assert status == 400 and "too deeply" in body["Err"]
