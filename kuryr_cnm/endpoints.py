@@ -64,10 +64,13 @@ class Allocations:
         self._lock = threading.Lock()
         self._ports: dict[tuple[str, str], Port] = {}
 
-    def put(self, port: Port) -> None:
+    def put(self, port: Port, *, replace: bool = True) -> None:
+        """replace=False keeps an address another port holds now (the port given may be stale)."""
         with self._lock:
             for fixed in port.fixed_ips:
-                self._ports[(port.network_id, fixed.ip_address)] = port
+                key = (port.network_id, fixed.ip_address)
+                if replace or key not in self._ports:
+                    self._ports[key] = port
 
     def get(self, network_id: str, ip: str) -> Port | None:
         with self._lock:

@@ -424,7 +424,9 @@ class NetworkDriver:
         except BindingError as exc:
             raise errors.BackendError(f"could not unplug port {endpoint.port.id}: {exc}") from None
         self._endpoints.pop(endpoint.endpoint_id)
-        self._allocations.put(endpoint.port)  # ReleaseAddress comes next: it needs no lookup
+        # ReleaseAddress comes next: it needs no lookup. Not over a newer allocation of the same
+        # address: after an early ReleaseAddress, or a recovered endpoint, this port may be gone.
+        self._allocations.put(endpoint.port, replace=False)
 
     def _recover(self, req: EndpointRequest) -> Endpoint:
         """Rebuild an endpoint this process does not hold (it restarted) from Neutron's tags,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -181,6 +182,10 @@ class NeutronClient:
     # -- plumbing --
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                  body: Mapping[str, Any] | None = None, ok: Iterable[int] = (200, 201, 204)) -> Any:
+        if not _ids_in_path_ok(path):
+            if 404 in ok:
+                return None  # a DELETE of what cannot exist
+            raise errors.NotFound(f"{path.split('/')[2][:60]!r} is not a Neutron id: no {path.split('/')[1]} has it")
         started = time.monotonic()
         label = f"{method} {path.split('?')[0]}"
         try:
@@ -330,6 +335,18 @@ class NeutronClient:
     # -- service --
     def extensions(self) -> set[str]:
         return {e["alias"] for e in self._request("GET", "/extensions")["extensions"]}
+
+
+# Neutron's ids are UUIDs: letters, digits and dashes; never '.' or '..', '/', '?', '%'
+_PATH_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:-]{1,64}$")
+
+
+def _ids_in_path_ok(path: str) -> bool:
+    """The id in /<collection>/<id>[/...] can only name that one resource. Ids come from Docker
+    (a PoolID) and from users' options (neutron.net.uuid): '..' or '../ports' would name another
+    URL, whose answer lacks the expected key."""
+    parts = path.split("/")
+    return len(parts) < 3 or bool(_PATH_ID.match(parts[2]))
 
 
 def _neutron_message(resp: Any) -> str:

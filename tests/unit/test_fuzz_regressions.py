@@ -13,7 +13,7 @@ from kuryr_cnm.directory import DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
-from kuryr_cnm.neutron import FixedIP, Network, Port, SubnetPool
+from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, SubnetPool
 from kuryr_cnm.protocol import GwAllocCheckRequest
 
 
@@ -82,7 +82,7 @@ def test_malformed_exposed_ports_are_a_bad_request(exposed):
         exposure.port_ranges(exposed)
 
 
-def _driver_with_endpoint() -> tuple[NetworkDriver, MagicMock, dict]:
+def _driver_with_endpoint(allocations: Allocations | None = None) -> tuple[NetworkDriver, MagicMock, dict]:
     """A NetworkDriver whose endpoint `ep1` holds the port of 10.0.0.5 on network `net`."""
     conf = config.load()
     network = Network("net", "kuryr-net-x", 1500, False, (), ("sub",), "proj")
@@ -96,8 +96,8 @@ def _driver_with_endpoint() -> tuple[NetworkDriver, MagicMock, dict]:
     plugger = MagicMock()
     endpoints = EndpointStore()
     endpoints.put(Endpoint("e" * 64, docker_net, port, "tapport1", "t_cport1", False))
-    driver = NetworkDriver(conf, client, directory, Allocations(), endpoints, plugger, MagicMock(), MagicMock(),
-                           MagicMock())
+    driver = NetworkDriver(conf, client, directory, allocations or Allocations(), endpoints, plugger, MagicMock(),
+                           MagicMock(), MagicMock())
     body = {"NetworkID": "d" * 64, "EndpointID": "f" * 64, "Interface": {"Address": "10.0.0.5/24"}}
     return driver, plugger, body
 
@@ -166,3 +166,30 @@ def test_deeply_nested_body_is_a_bad_request(raw):
     router.add("Plugin.Activate", lambda body: {})
     status, body = router.dispatch("Plugin.Activate", raw)
     assert status == 400 and "too deeply" in body["Err"]
+
+
+@pytest.mark.parametrize("pool_id", ["..", "../ports", "../../v2.0/ports", "a" * 9000, "%2e%2e"])
+def test_an_id_that_is_not_a_uuid_never_reaches_neutron(pool_id):
+    """A PoolID (from Docker) or neutron.*.uuid option (from a user) of '../ports' made GET
+    /subnetpools/../ports, i.e. GET /ports: KeyError 'subnetpool', a 500 and a traceback."""
+    conn = MagicMock()
+    client = NeutronClient(conn)
+    assert client.get_subnetpool(pool_id) is None and client.get_subnet(pool_id) is None
+    with pytest.raises(errors.NotFound, match="not a Neutron id"):
+        client.get_network(pool_id)
+    client.delete_subnetpool(pool_id)  # nothing to delete
+    conn.network.request.assert_not_called()
+
+
+def test_delete_endpoint_does_not_shadow_a_newer_allocation_of_its_address():
+    """DeleteEndpoint put its port back among the allocations even when its address had been
+    released and handed out again (a new port): the next CreateEndpoint for that address got
+    the deleted port and failed 404 (or would plug a dead port)."""
+    allocations = Allocations()
+    newer = Port("port2", "kuryr-unbound-port", "net", "fa:16:3e:00:00:02", (FixedIP("sub", "10.0.0.5"),), (),
+                 "compute:kuryr", "", "host", "ovs", {}, "DOWN", "proj")
+    allocations.put(newer)
+    driver, plugger, body = _driver_with_endpoint(allocations)
+    driver.delete_endpoint({"NetworkID": body["NetworkID"], "EndpointID": "e" * 64})
+    plugger.unplug.assert_called_once()
+    assert allocations.get("net", "10.0.0.5").id == "port2"
