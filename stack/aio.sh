@@ -12,6 +12,9 @@
 #                   PLUGIN_CONF=<file> serves it from another config (make test-keystone)
 #   aio.sh keystone-up    Keystone on :5000 and a keystone-auth Neutron API on :9697 (after up)
 #   aio.sh keystone-down  stop those two
+#   aio.sh stop-neutron | start-neutron    the Neutron API alone (fault tests)
+#   aio.sh restart-docker [--live-restore]  dockerd 20.10 alone, the flag until its next restart
+#   aio.sh restart-ovs                      ovsdb-server and ovs-vswitchd
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
@@ -126,7 +129,13 @@ case "${1:-}" in
     restart-plugin)
         if [ "${2:-}" = --kill ] && pid_alive "$PLUGIN_PID"; then kill -KILL "$(cat "$PLUGIN_PID")"; fi
         stop_plugin; start_plugin ;;
+    # for the fault tests (tests/chaos): one piece down or restarted, the rest untouched
+    stop-neutron) stop_neutron_api ;;
+    start-neutron) start_neutron ;;
+    restart-docker) restart_docker20 "${2:-}" ;;
+    restart-ovs) restart_ovs ;;
     keystone-up) keystone_up ;;
     keystone-down) stop_keystone ;;
-    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]|keystone-up|keystone-down}" >&2; exit 2 ;;
+    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]|stop-neutron|start-neutron|" \
+            "restart-docker [--live-restore]|restart-ovs|keystone-up|keystone-down}" >&2; exit 2 ;;
 esac
