@@ -34,7 +34,16 @@ _DOCKER_ID = re.compile(r"^([0-9a-f]{64}|[0-9a-z]{25})$")
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
+# kuryr's PoolIDs are Neutron subnetpool or subnet ids (UUIDs); they go into Neutron URLs
+_POOL_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:-]{1,64}$")
+
+
 # --- field readers -----------------------------------------------------------------
+
+def _shown(value: str) -> str:
+    """A value quoted in an error: Docker's bodies can carry megabytes, the Err and log line need not."""
+    return repr(value) if len(value) <= 80 else repr(value[:80]) + f"... ({len(value)} characters)"
+
 
 def _object(method: str, body: Any) -> dict[str, Any]:
     if body is None:
@@ -60,7 +69,15 @@ def _str(method: str, body: dict[str, Any], key: str, *, required: bool = False)
 def _docker_id(method: str, body: dict[str, Any], key: str) -> str:
     value = _str(method, body, key, required=True)
     if not _DOCKER_ID.match(value):
-        raise BadRequest(f"{method}: {key} {value!r} is not a Docker id (64 hex characters)")
+        raise BadRequest(f"{method}: {key} {_shown(value)} is not a Docker id (64 hex characters)")
+    return value
+
+
+def _pool_id(method: str, body: dict[str, Any]) -> str:
+    value = _str(method, body, "PoolID", required=True)
+    if not _POOL_ID.match(value):
+        raise BadRequest(f"{method}: PoolID {_shown(value)} is not a kuryr pool id (a Neutron subnetpool "
+                         "or subnet id)")
     return value
 
 
@@ -85,7 +102,7 @@ def _cidr(method: str, key: str, value: str) -> str:
     try:
         ipaddress.ip_interface(value)
     except ValueError:
-        raise BadRequest(f"{method}: {key} {value!r} is not an address/prefix") from None
+        raise BadRequest(f"{method}: {key} {_shown(value)} is not an address/prefix") from None
     return value
 
 
@@ -93,12 +110,12 @@ def _address(method: str, key: str, value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise BadRequest(f"{method}: {key} {value!r} is not an IP address") from None
+        raise BadRequest(f"{method}: {key} {_shown(value)} is not an IP address") from None
 
 
 def mac_or_empty(method: str, key: str, value: str) -> str:
     if value and not _MAC.match(value):
-        raise BadRequest(f"{method}: {key} {value!r} is not a MAC address")
+        raise BadRequest(f"{method}: {key} {_shown(value)} is not a MAC address")
     return value.lower()
 
 
@@ -261,7 +278,7 @@ class RequestPoolRequest:
                 try:
                     ipaddress.ip_network(value, strict=False)
                 except ValueError:
-                    raise BadRequest(f"{m}: {key} {value!r} is not a CIDR") from None
+                    raise BadRequest(f"{m}: {key} {_shown(value)} is not a CIDR") from None
         v6 = _bool(m, b, "V6")
         for key, value in (("Pool", pool), ("SubPool", sub_pool)):
             if value and (ipaddress.ip_network(value, strict=False).version == 6) != v6:
@@ -278,7 +295,7 @@ class PoolRequest:
     @classmethod
     def parse(cls, body: Any) -> "PoolRequest":
         m = "IpamDriver.ReleasePool"
-        return cls(_str(m, _object(m, body), "PoolID", required=True))
+        return cls(_pool_id(m, _object(m, body)))
 
 
 @dataclass(frozen=True)
@@ -305,7 +322,7 @@ class RequestAddressRequest:
             address = _address(m, "Address", address)
         opts = {str(k): str(v) for k, v in _map(m, b, "Options").items()}
         mac_or_empty(m, "Options." + OPT_MAC_ADDRESS, opts.get(OPT_MAC_ADDRESS, ""))
-        return cls(_str(m, b, "PoolID", required=True), address, opts)
+        return cls(_pool_id(m, b), address, opts)
 
 
 @dataclass(frozen=True)
@@ -317,7 +334,7 @@ class ReleaseAddressRequest:
     def parse(cls, body: Any) -> "ReleaseAddressRequest":
         m = "IpamDriver.ReleaseAddress"
         b = _object(m, body)
-        return cls(_str(m, b, "PoolID", required=True),
+        return cls(_pool_id(m, b),
                    _address(m, "Address", _str(m, b, "Address", required=True)))
 
 

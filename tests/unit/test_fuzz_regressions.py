@@ -14,7 +14,8 @@ from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, SubnetPool
-from kuryr_cnm.protocol import GwAllocCheckRequest
+from kuryr_cnm.protocol import (GwAllocCheckRequest, PoolRequest, ReleaseAddressRequest,
+                                RequestAddressRequest)
 
 
 @pytest.fixture
@@ -193,3 +194,13 @@ def test_delete_endpoint_does_not_shadow_a_newer_allocation_of_its_address():
     driver.delete_endpoint({"NetworkID": body["NetworkID"], "EndpointID": "e" * 64})
     plugger.unplug.assert_called_once()
     assert allocations.get("net", "10.0.0.5").id == "port2"
+
+
+@pytest.mark.parametrize("pool_id", ["a" * 9000, "..", "x,y", "a/b", "10.0.0.0/24"])
+def test_a_pool_id_that_no_neutron_id_looks_like_is_a_bad_request(pool_id):
+    """A 9000-character PoolID went into a Neutron query, which answered with an HTML 414: a 500."""
+    for parse, body in ((PoolRequest.parse, {}), (RequestAddressRequest.parse, {"Address": ""}),
+                        (ReleaseAddressRequest.parse, {"Address": "10.0.0.1"})):
+        with pytest.raises(errors.BadRequest, match="not a kuryr pool id") as exc:
+            parse(dict(body, PoolID=pool_id))
+        assert len(exc.value.message) < 300  # a huge value is not echoed whole into Err and the log
