@@ -58,7 +58,7 @@ class Router:
         try:
             if handler is None:
                 raise errors.UnknownMethod(
-                    f"kuryr-cnm does not implement {method or '/'}; known methods: "
+                    f"kuryr-cnm does not implement {method[:80] or '/'}; known methods: "
                     + ", ".join(self.methods())
                 )
             return HTTPStatus.OK, handler(decode_body(method, raw_body))
@@ -100,7 +100,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if length < 0 or length > MAX_BODY:
             # the body is left unread, so the connection cannot carry another request
             self.close_connection = True
-            self._reply(HTTPStatus.BAD_REQUEST, {"Err": f"{method}: bad Content-Length"})
+            self._reply(HTTPStatus.BAD_REQUEST, {"Err": f"{method[:80]}: bad Content-Length"})
             return
         raw = self.rfile.read(length) if length else b""
         status, body = self.server.router.dispatch(method, raw)

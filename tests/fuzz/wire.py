@@ -108,6 +108,8 @@ def check_answer(req: Request, answer: Answer) -> Answer:
     else:
         err = answer.json.get("Err")
         assert isinstance(err, str) and err.strip(), f"non-200 without an Err message: {where}"
+        # a message quoting a megabyte of input floods Docker's error and the plugin's log
+        assert len(err) < 4096, f"Err of {len(err)} characters: {where}"
     assert answer.status != 500 or "internal error" not in answer.json.get("Err", ""), \
         f"an unexpected exception in the plugin (a bug): {where}"
     return answer

@@ -204,3 +204,10 @@ def test_a_pool_id_that_no_neutron_id_looks_like_is_a_bad_request(pool_id):
         with pytest.raises(errors.BadRequest, match="not a kuryr pool id") as exc:
             parse(dict(body, PoolID=pool_id))
         assert len(exc.value.message) < 300  # a huge value is not echoed whole into Err and the log
+
+
+def test_an_unknown_method_is_not_echoed_whole():
+    """A 4000-character path came back whole in the 404's Err (and the log)."""
+    router = server.Router()
+    status, body = router.dispatch("A" * 4000, b"")
+    assert status == 404 and len(body["Err"]) < 300
