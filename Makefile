@@ -43,11 +43,12 @@ test-e2e: up
 # The benchmark (not a test): kuryr-cnm vs Docker's own drivers and kuryr-libnetwork 18.0.0
 # on the local stack; writes bench/results/<date>.json, .md and .png. BENCH_ARGS e.g. --rounds 10.
 BENCH_ARGS ?=
-# Faults, exhaustion and fuzzing at full size (KURYR_CHAOS=full); the README's Reliability
-# section gives the last result.
+# Faults, exhaustion and fuzzing at full size (KURYR_CHAOS=full), then the whole suite through
+# Keystone; the README's Reliability section gives the last result.
 .PHONY: chaos
 chaos: up
 	KURYR_CHAOS=full $(PYTEST) tests/chaos tests/fuzz $(PYTEST_ARGS)
+	$(MAKE) test-keystone
 
 # The whole suite with the plugin going through a real Keystone (password auth, 200 s tokens,
 # so runs outlive several) to a keystone-auth Neutron API on 127.0.0.1:9697. The stack's plugin

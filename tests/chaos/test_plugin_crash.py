@@ -6,14 +6,18 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests import host
 from tests.chaos.conftest import running, stack
 from tests.scale import size
 
 IN_FLIGHT = size(8, 20)
+ROUNDS = size(1, 3)
 
 
-def test_kill_9_with_runs_in_flight(docker):
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_kill_9_with_runs_in_flight(docker, round_):
     net = docker.network("crash", "--subnet", "10.90.0.0/24")
     peer = docker.run("peer", net)
     peer_ip = docker.ip(peer, net)
