@@ -14,7 +14,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import errors, neutron, protocol
+from kuryr_cnm import errors, nested, neutron, protocol
 from kuryr_cnm.binding import Plugger
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory
@@ -83,6 +83,7 @@ class Plugin:
     pool: PortPool
     reconciler: Reconciler
     reconcile_interval: int
+    port_driver: nested.NestedDriver | None = None  # None: veth (bare metal)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start_background(self) -> None:
@@ -118,11 +119,12 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     plugger = Plugger(bindir=conf.bindir)
     pool = PortPool(conf, client)
     endpoints = EndpointStore()
+    port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
     network = NetworkDriver(conf, client, directory, allocations, endpoints, plugger, deferred,
-                            Exposure(client), pool)
+                            Exposure(client), pool, port_driver)
     reconciler = Reconciler(client, plugger, conf.host, conf.plugin_name, grace=conf.reconcile_grace,
                             in_use=lambda: allocations.port_ids() | endpoints.port_ids() | pool.port_ids())
-    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool)
+    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, nested_mode=port_driver is not None)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
         "Plugin.Activate": activate,
@@ -150,4 +152,4 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     }
     for method, handler in routes.items():
         router.add(method, logged(method, handler))
-    return Plugin(router, network, ipam, deferred, plugger, pool, reconciler, conf.reconcile_interval)
+    return Plugin(router, network, ipam, deferred, plugger, pool, reconciler, conf.reconcile_interval, port_driver)

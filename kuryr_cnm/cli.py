@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from oslo_config import cfg
 
-from kuryr_cnm import app, config, redact, server
+from kuryr_cnm import app, config, errors, nested, redact, server
 
 LOG = logging.getLogger("kuryr_cnm")
 
@@ -81,7 +81,12 @@ def setup_logging(conf: cfg.ConfigOpts) -> None:
 
 
 def serve(conf: cfg.ConfigOpts) -> int:
-    plugin = app.build(conf)
+    try:
+        plugin = app.build(conf)
+        _check_port_driver(plugin.port_driver)
+    except nested.NestedError as exc:
+        LOG.error("cannot serve: %s", exc)
+        return 1
     uri = conf.kuryr_uri
     try:
         srv = server.make_server(uri, plugin.router, ssl_context=_tls_context(conf),
@@ -90,8 +95,9 @@ def serve(conf: cfg.ConfigOpts) -> int:
     except (OSError, ValueError) as exc:
         LOG.error("cannot listen on %s: %s", uri, exc)
         return 1
-    LOG.info("kuryr-cnm serving plugin '%s' on %s (scope %s, host %s)",
-             conf.plugin_name, uri, conf.capability_scope, conf.host)
+    LOG.info("kuryr-cnm serving plugin '%s' on %s (scope %s, host %s, port driver %s)",
+             conf.plugin_name, uri, conf.capability_scope, conf.host,
+             plugin.port_driver.describe() if plugin.port_driver else "veth")
 
     stop = threading.Event()
 
@@ -113,6 +119,22 @@ def serve(conf: cfg.ConfigOpts) -> int:
     if spec_file:
         _unlink_quietly(spec_file)
     return 0
+
+
+def _check_port_driver(driver: nested.NestedDriver | None) -> None:
+    """Nested mode's prerequisites (a trunk on the VM's port, link_iface, ...) fail the start
+    clearly; Neutron being down does not: each Docker call will say so."""
+    if driver is None:
+        return
+    try:
+        driver.check()
+    except (errors.Unavailable, errors.BackendError) as exc:
+        if isinstance(exc, errors.Unavailable) or "unreachable" in exc.message:
+            LOG.warning("port driver %s: cannot check its prerequisites now: %s", driver.name, exc.message)
+            return
+        raise nested.NestedError(f"port driver {driver.name}: {exc.message}") from None
+    except errors.PluginError as exc:
+        raise nested.NestedError(f"port driver {driver.name}: {exc.message}") from None
 
 
 def _tls_wanted(conf: cfg.ConfigOpts) -> bool:

@@ -77,6 +77,14 @@ default_opts = [
                help="Local address space reported by IpamDriver.GetDefaultAddressSpaces."),
     cfg.StrOpt("global_default_address_space", default="no_address_space",
                help="Global address space reported by IpamDriver.GetDefaultAddressSpaces."),
+    cfg.StrOpt("default_port_driver", default="kuryr_libnetwork.port_driver.drivers.veth",
+               deprecated_name="port_driver",
+               help="How a container is plugged: veth (bare metal: a veth pair bound to this host), "
+               "vlan (nested: a trunk subport of the VM's port, a VLAN child of [binding] link_iface) or "
+               "nested (macvlan child of link_iface, its addresses in the VM port's allowed address "
+               "pairs); upstream's module paths (kuryr_libnetwork.port_driver.drivers.<name>) work too."),
+    cfg.ListOpt("enabled_port_drivers", default=["kuryr_libnetwork.port_driver.drivers.veth"],
+                help="Accepted for compatibility; default_port_driver alone chooses the driver."),
     cfg.BoolOpt("process_external_connectivity", default=True,
                 help="Apply `--expose` as a per-port security group."),
     cfg.StrOpt("bindir", default="/usr/libexec/kuryr",
@@ -127,6 +135,9 @@ binding_opts = [
                 help="Binding drivers that may be used."),
     cfg.StrOpt("link_iface", default="",
                help="The VM's NIC in nested mode; guessed from the VM port's MAC if empty."),
+    cfg.StrOpt("vm_port_id", default="",
+               help="(kuryr-cnm) Nested mode: the Neutron port of the VM's NIC. If empty it is found "
+               "by the MAC of link_iface."),
 ]
 
 

@@ -48,6 +48,12 @@ class Conflict(PluginError):
     status = HTTPStatus.CONFLICT
 
 
+class PreconditionFailed(Conflict):
+    """Neutron's If-Match revision check failed: the resource changed since it was read; read again."""
+
+    status = HTTPStatus.PRECONDITION_FAILED
+
+
 class BackendError(PluginError):
     """Neutron, OVS or the host failed or could not be reached."""
 

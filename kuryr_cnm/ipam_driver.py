@@ -86,7 +86,8 @@ class DualStackPairing:
 
 class IpamDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
-                 allocations: Allocations, deferred: DeferredWrites, pool: PortPool) -> None:
+                 allocations: Allocations, deferred: DeferredWrites, pool: PortPool,
+                 nested_mode: bool = False) -> None:
         self._conf = conf
         self._pool = pool
         self._client = client
@@ -97,6 +98,9 @@ class IpamDriver:
         self._releasing_lock = threading.Lock()
         self._releasing: dict[tuple[str, str], str] = {}  # (network id, ip) -> port id being released
         self._enable_dhcp = _truthy(conf.neutron.enable_dhcp)
+        # nested mode: ports stay unbound; Neutron binds a subport through its trunk, and a port
+        # whose address is in the VM port's pairs must stay unbound (ML2/OVN makes it a virtual port)
+        self._binding = {} if nested_mode else {"binding:host_id": conf.host}
 
     # -- capabilities --
     def get_capabilities(self, _body: Any) -> dict[str, Any]:
@@ -367,7 +371,7 @@ class IpamDriver:
         try:
             port = self._client.create_port(
                 network_id=subnet.network_id, name=naming.UNBOUND_PORT_NAME, admin_state_up=True,
-                fixed_ips=fixed, device_owner=naming.DEVICE_OWNER, **{"binding:host_id": self._conf.host},
+                fixed_ips=fixed, device_owner=naming.DEVICE_OWNER, **self._binding,
                 # Neutron 29 accepts `tags` in a port POST but does not store them, so the
                 # creator's mark goes in the description now and the tags come with the
                 # endpoint's, in the background write after CreateEndpoint.

@@ -15,12 +15,13 @@ from typing import Any
 from oslo_config import cfg
 
 from kuryr_cnm import errors, naming, subnets
-from kuryr_cnm.binding import BindingError, Plugger, VifPort
+from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort
 from kuryr_cnm.binding.ovs import OvsPort
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import MTU_TAG, PENDING_TAG, Directory, DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.exposure import Exposure
+from kuryr_cnm.nested import NestedDriver
 from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
@@ -38,8 +39,10 @@ def _ip(cidr: str) -> str:
 class NetworkDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
                  allocations: Allocations, endpoints: EndpointStore, plugger: Plugger,
-                 deferred: DeferredWrites, exposure: Exposure, pool: PortPool) -> None:
+                 deferred: DeferredWrites, exposure: Exposure, pool: PortPool,
+                 nested: NestedDriver | None = None) -> None:
         self._conf = conf
+        self._nested = nested  # None: bare metal (veth); else the VM's port driver
         self._pool = pool
         self._client = client
         self._dir = directory
@@ -111,6 +114,8 @@ class NetworkDriver:
         net_id, net_name = generic.get("neutron.net.uuid"), generic.get("neutron.net.name")
         if net_id or net_name:
             return self._existing_network(net_id, net_name, shared)
+        if self._nested is not None:  # nested: the VM's network (adopted, never deleted)
+            return self._client.get_network(self._nested.default_network_id())
         if carved:
             host = next(iter(sorted(carved.values(), key=lambda s: s.ip_version)))
             return self._client.update_network(host.network_id, name=naming.network_name(req.network_id))
@@ -303,14 +308,7 @@ class NetworkDriver:
                                   "needs its own RequestAddress")
         adopted = naming.PORT_EXISTING_TAG in port.tags
         mac = req.interface.mac_address if req.interface.mac_address != port.mac_address else ""
-        if adopted or port.host_id != self._conf.host:
-            port = self._bind(port, req.endpoint_id, mac)
-        elif mac:
-            port = self._change_mac(port, mac)
-        try:
-            iface = self._plugger.plug(self._vif(port, network, req.endpoint_id))
-        except BindingError as exc:
-            raise errors.BackendError(f"could not plug port {port.id}: {exc}") from None
+        iface = self._plug_nested(port, network, mac) if self._nested else self._plug(port, network, req, mac)
         self._allocations.discard(port)
         endpoint = Endpoint(req.endpoint_id, network, port, iface.host_name, iface.container_name, adopted)
         self._endpoints.put(endpoint)
@@ -318,6 +316,23 @@ class NetworkDriver:
         if self._conf.neutron.vif_plugging_timeout:
             self._wait_active(endpoint)
         return self._interface_answer(req, port)
+
+    def _plug(self, port: Port, network: DockerNetwork, req: CreateEndpointRequest, mac: str) -> HostInterface:
+        if naming.PORT_EXISTING_TAG in port.tags or port.host_id != self._conf.host:
+            port = self._bind(port, req.endpoint_id, mac)
+        elif mac:
+            port = self._change_mac(port, mac)
+        try:
+            return self._plugger.plug(self._vif(port, network, req.endpoint_id))
+        except BindingError as exc:
+            raise errors.BackendError(f"could not plug port {port.id}: {exc}") from None
+
+    def _plug_nested(self, port: Port, network: DockerNetwork, mac: str) -> HostInterface:
+        """Nested ports stay unbound (Neutron binds a subport through its trunk), so their MAC can change."""
+        assert self._nested is not None
+        if mac:
+            port = self._client.update_port(port.id, mac_address=mac)
+        return self._nested.plug(port, network.mtu)
 
     def _interface_answer(self, req: CreateEndpointRequest, port: Port) -> dict[str, Any]:
         # Docker rejects an answer that changes a value it supplied: send only the MAC, only when it gave none.
@@ -420,7 +435,10 @@ class NetworkDriver:
     def _teardown(self, endpoint: Endpoint) -> None:
         network = endpoint.network
         try:
-            self._plugger.unplug(self._vif(endpoint.port, network, endpoint.endpoint_id))
+            if self._nested is not None:
+                self._nested.unplug(endpoint.port)
+            else:
+                self._plugger.unplug(self._vif(endpoint.port, network, endpoint.endpoint_id))
         except BindingError as exc:
             raise errors.BackendError(f"could not unplug port {endpoint.port.id}: {exc}") from None
         self._endpoints.pop(endpoint.endpoint_id)
@@ -457,6 +475,8 @@ class NetworkDriver:
 
     def _unplug_orphan(self, endpoint_id: str) -> None:
         """DeleteEndpoint after the Neutron port vanished: OVS still names what to remove."""
+        if self._nested is not None:
+            return  # nothing of nested mode's is in OVS
         plugged = self._ovs_port_of(endpoint_id)
         if plugged is None:
             return

@@ -181,7 +181,8 @@ class NeutronClient:
 
     # -- plumbing --
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                 body: Mapping[str, Any] | None = None, ok: Iterable[int] = (200, 201, 204)) -> Any:
+                 body: Mapping[str, Any] | None = None, ok: Iterable[int] = (200, 201, 204),
+                 headers: Mapping[str, str] | None = None) -> Any:
         if not _ids_in_path_ok(path):
             if 404 in ok:
                 return None  # a DELETE of what cannot exist
@@ -189,7 +190,7 @@ class NeutronClient:
         started = time.monotonic()
         label = f"{method} {path.split('?')[0]}"
         try:
-            resp = self._send(method, path, params, body)
+            resp = self._send(method, path, params, body, headers or {})
         except ks_exc.SSLError:
             # before ConnectionError, its base: a bad certificate is no timeout, and retrying won't help
             raise errors.Unavailable("TLS with Neutron (or Keystone) failed: its certificate could not be "
@@ -215,10 +216,10 @@ class NeutronClient:
         return resp.json() if resp.content else None
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
-              body: Mapping[str, Any] | None) -> Any:
+              body: Mapping[str, Any] | None, headers: Mapping[str, str]) -> Any:
         def send() -> Any:
             return self._network().request(path, method, params=params, json=body, timeout=self._timeout,
-                                         raise_exc=False, headers={"Accept": "application/json"})
+                                         raise_exc=False, headers={"Accept": "application/json", **headers})
         try:
             return send()
         except ks_exc.ConnectFailure:
@@ -307,6 +308,26 @@ class NeutronClient:
     def delete_port(self, port_id: str) -> None:
         self._request("DELETE", f"/ports/{port_id}", ok=(204, 404))
 
+    def update_port_if_revision(self, port_id: str, revision: int, **attrs: Any) -> Port:
+        """PUT only if the port is still at `revision` (revision-if-match extension): a read-modify-write
+        that cannot drop a concurrent writer's change. PreconditionFailed (412) if it moved on."""
+        return Port.from_api(self._request("PUT", f"/ports/{port_id}", body={"port": attrs},
+                                           headers={"If-Match": f"revision_number={revision}"})["port"])
+
+    # -- trunks (nested vlan mode) --
+    def get_trunk(self, trunk_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/trunks/{trunk_id}")["trunk"]
+
+    def add_subport(self, trunk_id: str, port_id: str, segmentation_id: int) -> None:
+        """One subport, VLAN-tagged: Conflict (409) if the VLAN id or the port is taken on the trunk."""
+        body = {"sub_ports": [{"port_id": port_id, "segmentation_type": "vlan",
+                               "segmentation_id": segmentation_id}]}
+        self._request("PUT", f"/trunks/{trunk_id}/add_subports", body=body)
+
+    def remove_subport(self, trunk_id: str, port_id: str) -> None:
+        """NotFound if the port is no subport of the trunk (any more)."""
+        self._request("PUT", f"/trunks/{trunk_id}/remove_subports", body={"sub_ports": [{"port_id": port_id}]})
+
     # -- tags (networks, subnets and subnetpools cannot take tags at creation) --
     def set_tags(self, collection: str, resource_id: str, tags: Iterable[str]) -> None:
         """Replace all tags of a resource: one request."""
@@ -363,6 +384,8 @@ def _error_for(status: int, label: str, message: str) -> errors.PluginError:
         return errors.NotFound(text)
     if status == 409:
         return errors.Conflict(text)
+    if status == 412:
+        return errors.PreconditionFailed(text)
     if status in (400, 422):
         return errors.BadRequest(text)
     if status in (401, 403):

@@ -1,0 +1,84 @@
+"""Nested mode's local side: the container's interface as a child device of the VM's NIC.
+
+`vlan`: an 802.1Q child of link_iface with the subport's VLAN id; `macvlan`: a macvlan
+(bridge mode, so containers of one VM reach each other) child. Either gets the port's
+MAC and the MTU and is left DOWN, like the container end of a veth: Docker moves it
+into the sandbox, renames it and brings it up; at sandbox removal Docker moves it back
+under its old name and DeleteEndpoint deletes it here. Nothing here talks to Neutron.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from kuryr_cnm.binding import BindingError
+from kuryr_cnm.binding.veth import claim_name, delete_link, find_link, netlink
+
+LOG = logging.getLogger(__name__)
+
+VLAN = "vlan"
+MACVLAN = "macvlan"
+
+
+def link_mac(name: str) -> str | None:
+    """The MAC of a device in this namespace, None if there is no such device."""
+    with netlink() as ipr:
+        link = find_link(ipr, name)
+    return str(link.get("address")).lower() if link is not None else None
+
+
+def link_with_mac(mac: str) -> str | None:
+    """The name of the (non-child) device carrying `mac`: the VM's NIC, found by its port's MAC."""
+    with netlink() as ipr:
+        for link in ipr.get_links():
+            kind = link.get(("linkinfo", "kind"))
+            if str(link.get("address") or "").lower() == mac.lower() and kind not in (VLAN, MACVLAN):
+                return str(link.get("ifname"))
+    return None
+
+
+def vlan_supported() -> bool:
+    """Whether this kernel makes 802.1Q devices (CONFIG_VLAN_8021Q)."""
+    name = "kcnm-vlanprobe"
+    with netlink() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind=VLAN, link=1, vlan_id=2)
+        except NetlinkError:
+            return False
+        delete_link(ipr, name, VLAN)
+    return True
+
+
+def create_child(name: str, link_iface: str, kind: str, *, mac: str, mtu: int, vlan_id: int = 0) -> None:
+    """A `kind` child of link_iface named `name` (a stale one of ours is replaced); all or nothing."""
+    with netlink() as ipr:
+        parent = find_link(ipr, link_iface)
+        if parent is None:
+            raise BindingError(f"link_iface {link_iface} does not exist: set [binding] link_iface to the VM's NIC")
+        claim_name(ipr, name, kind)
+        attrs: dict[str, object] = {"ifname": name, "kind": kind, "link": parent["index"],
+                                    "address": mac.lower(), "mtu": mtu}
+        if kind == VLAN:
+            attrs["vlan_id"] = vlan_id
+        else:
+            attrs["macvlan_mode"] = "bridge"
+        try:
+            ipr.link("add", **attrs)
+        except NetlinkError as exc:
+            hint = ("this kernel has no 802.1Q support (CONFIG_VLAN_8021Q / modprobe 8021q)"
+                    if kind == VLAN and exc.code == errno.EOPNOTSUPP else
+                    f"check the MTU ({mtu} must not exceed {link_iface}'s) and that the MAC is not in use")
+            raise BindingError(f"could not create {kind} {name} on {link_iface} (mac {mac}"
+                               f"{f', vlan {vlan_id}' if kind == VLAN else ''}): {exc}; {hint}") from exc
+    LOG.info("created %s %s on %s (mac %s%s)", kind, name, link_iface, mac, f", vlan {vlan_id}" if vlan_id else "")
+
+
+def delete_child(name: str, kind: str) -> None:
+    """Delete our child device; a missing one is fine (the container took it along)."""
+    try:
+        with netlink() as ipr:
+            delete_link(ipr, name, kind)
+    except NetlinkError as exc:
+        raise BindingError(f"could not delete {kind} {name}: {exc}; delete it by hand (ip link del {name})") from exc
