@@ -40,9 +40,6 @@ test-integration: up
 test-e2e: up
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
-# The benchmark (not a test): kuryr-cnm vs Docker's own drivers and kuryr-libnetwork 18.0.0
-# on the local stack; writes bench/results/<date>.json, .md and .png. BENCH_ARGS e.g. --rounds 10.
-BENCH_ARGS ?=
 # Faults, exhaustion and fuzzing at full size (KURYR_CHAOS=full), then the whole suite through
 # Keystone; the README's Reliability section gives the last result.
 .PHONY: chaos
@@ -67,6 +64,9 @@ test-keystone: up
 		| grep -c '"POST /v3/auth/tokens HTTP/1.1" 201 .*"kuryr-cnm ') tokens to kuryr-cnm during the run"; \
 	exit $$rc
 
+# The benchmark (not a test): kuryr-cnm vs Docker's own drivers and kuryr-libnetwork 18.0.0
+# on the local stack; writes bench/results/<date>.json, .md and .png. BENCH_ARGS e.g. --rounds 10.
+BENCH_ARGS ?=
 .PHONY: bench
 bench: up
 	$(VENV)/bin/pip install -q -c stack/neutron-venv-constraints.txt -r bench/requirements.txt
