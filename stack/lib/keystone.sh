@@ -198,8 +198,23 @@ neutron_ks_answers() {
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$NEUTRON_KS_URL/v2.0/networks")" = 401 ]
 }
 
+# One token-checked, policy-checked request before any other. neutron.policy.init() publishes
+# its enforcer before registering the rules: concurrent first requests to a fresh API can meet
+# it empty, and admin gets "disallowed by policy" (seen right after a restart of this API).
+warm_up_neutron_ks() {
+    local token
+    # printf is a builtin: the password shows in no process's argv
+    token=$(printf '{"auth": {"identity": {"methods": ["password"], "password": {"user": {"name": "kuryr",
+        "domain": {"name": "Default"}, "password": "%s"}}}, "scope": {"project": {"name": "service",
+        "domain": {"name": "Default"}}}}}' "$(ks_password kuryr)" \
+        | curl -sf -D - -o /dev/null -H 'Content-Type: application/json' -d @- "${KEYSTONE_URL}auth/tokens" \
+        | sed -n 's/^[Xx]-[Ss]ubject-[Tt]oken: *//p' | tr -d '\r')
+    [ -n "$token" ] && printf 'X-Auth-Token: %s\n' "$token" \
+        | curl -sf -o /dev/null -H @- "$NEUTRON_KS_URL/v2.0/networks?limit=1"
+}
+
 start_neutron_ks() {
-    local want; want=$(config_fingerprint "$NKS_ETC"/*)
+    local want fresh=; want=$(config_fingerprint "$NKS_ETC"/*)
     if pid_alive "$NKS_PID" && [ "$(cat "$RUN/neutron-ks-api.fingerprint" 2>/dev/null)" != "$want" ]; then
         log "Neutron's config changed: restarting the keystone-auth Neutron API"
         stop_neutron_ks
@@ -210,8 +225,12 @@ start_neutron_ks() {
         spawn_neutron_api "$NKS_ETC" "$NEUTRON_KS_PORT" neutron-ks-api neutron_api_ks_wsgi \
             --access-logfile "$LOG/neutron-ks-api-access.log"
         echo "$want" > "$RUN/neutron-ks-api.fingerprint"
+        fresh=1
     fi
     wait_until 90 neutron_ks_answers || die "the keystone-auth Neutron API does not answer (see $LOG/neutron-ks-api.log)"
+    if [ -n "$fresh" ]; then
+        warm_up_neutron_ks || die "the keystone-auth Neutron API refuses kuryr's token (see $LOG/neutron-ks-api.log)"
+    fi
 }
 
 stop_neutron_ks() {
