@@ -308,7 +308,8 @@ class NetworkDriver:
                                   "needs its own RequestAddress")
         adopted = naming.PORT_EXISTING_TAG in port.tags
         mac = req.interface.mac_address if req.interface.mac_address != port.mac_address else ""
-        iface = self._plug_nested(port, network, mac) if self._nested else self._plug(port, network, req, mac)
+        # the port as plugged: a --mac-address or a binding changed it
+        port, iface = self._plug_nested(port, network, mac) if self._nested else self._plug(port, network, req, mac)
         self._allocations.discard(port)
         endpoint = Endpoint(req.endpoint_id, network, port, iface.host_name, iface.container_name, adopted)
         self._endpoints.put(endpoint)
@@ -317,22 +318,23 @@ class NetworkDriver:
             self._wait_active(endpoint)
         return self._interface_answer(req, port)
 
-    def _plug(self, port: Port, network: DockerNetwork, req: CreateEndpointRequest, mac: str) -> HostInterface:
+    def _plug(self, port: Port, network: DockerNetwork, req: CreateEndpointRequest,
+              mac: str) -> tuple[Port, HostInterface]:
         if naming.PORT_EXISTING_TAG in port.tags or port.host_id != self._conf.host:
             port = self._bind(port, req.endpoint_id, mac)
         elif mac:
             port = self._change_mac(port, mac)
         try:
-            return self._plugger.plug(self._vif(port, network, req.endpoint_id))
+            return port, self._plugger.plug(self._vif(port, network, req.endpoint_id))
         except BindingError as exc:
             raise errors.BackendError(f"could not plug port {port.id}: {exc}") from None
 
-    def _plug_nested(self, port: Port, network: DockerNetwork, mac: str) -> HostInterface:
+    def _plug_nested(self, port: Port, network: DockerNetwork, mac: str) -> tuple[Port, HostInterface]:
         """Nested ports stay unbound (Neutron binds a subport through its trunk), so their MAC can change."""
         assert self._nested is not None
         if mac:
             port = self._client.update_port(port.id, mac_address=mac)
-        return self._nested.plug(port, network.mtu)
+        return port, self._nested.plug(port, network.mtu)
 
     def _interface_answer(self, req: CreateEndpointRequest, port: Port) -> dict[str, Any]:
         # Docker rejects an answer that changes a value it supplied: send only the MAC, only when it gave none.
