@@ -112,13 +112,28 @@ start_ovs() {
 
 # restart_ovs: both OVS daemons, as a package upgrade does (for the fault tests).
 restart_ovs() {
+    stop_ovs
+    start_ovs
+}
+
+# stop_ovs_daemon <appctl> <ctl socket> <pidfile> <name>: ask it to exit and wait until it has
+# (`appctl exit` returns before the process is gone: starting again too soon finds it alive
+# and starts nothing, and then it is gone); SIGKILL after 15 s.
+stop_ovs_daemon() {
+    local appctl=$1 ctl=$2 pidfile=$3 name=$4 pid
+    pid_alive "$pidfile" || return 0
+    pid=$(cat "$pidfile"); log "stopping $name (pid $pid)"
+    "$appctl" -t "$ctl" exit
+    for _ in $(seq 1 150); do proc_alive "$pid" || return 0; sleep 0.1; done
+    log "$name still alive after 15 s: SIGKILL"; kill -KILL "$pid"
+}
+
+stop_ovs() {
     local name
     for name in ovs-vswitchd ovsdb-server; do
-        if pid_alive $OVS_RUN/$name.pid; then
-            log "stopping $name"; ovs-appctl -t "$OVS_RUN/$name.$(cat $OVS_RUN/$name.pid).ctl" exit
-        fi
+        pid_alive $OVS_RUN/$name.pid || continue
+        stop_ovs_daemon ovs-appctl "$OVS_RUN/$name.$(cat $OVS_RUN/$name.pid).ctl" $OVS_RUN/$name.pid $name
     done
-    start_ovs
 }
 
 start_ovn_central() {
@@ -265,20 +280,13 @@ stop_openstack() {
     stop_pidfile "$RUN/mysqld/mysqld.pid" "MariaDB"
     local name ctl
     for name in ovn-controller ovn-northd; do
-        if pid_alive $OVN_RUN/$name.pid; then
-            log "stopping $name"; ovn-appctl -t "$OVN_RUN/$name.$(cat $OVN_RUN/$name.pid).ctl" exit
-        fi
+        pid_alive $OVN_RUN/$name.pid || continue
+        stop_ovs_daemon ovn-appctl "$OVN_RUN/$name.$(cat $OVN_RUN/$name.pid).ctl" $OVN_RUN/$name.pid $name
     done
     for ctl in nb sb; do
-        if pid_alive $OVN_RUN/ovn${ctl}_db.pid; then
-            log "stopping OVN ${ctl^^} ovsdb-server"; ovs-appctl -t $OVN_RUN/ovn${ctl}_db.ctl exit
-        fi
+        stop_ovs_daemon ovs-appctl $OVN_RUN/ovn${ctl}_db.ctl $OVN_RUN/ovn${ctl}_db.pid "OVN ${ctl^^} ovsdb-server"
     done
-    for name in ovs-vswitchd ovsdb-server; do
-        if pid_alive $OVS_RUN/$name.pid; then
-            log "stopping $name"; ovs-appctl -t "$OVS_RUN/$name.$(cat $OVS_RUN/$name.pid).ctl" exit
-        fi
-    done
+    stop_ovs
     rm -f /tmp/neutron_start_time* /tmp/neutron_first_worker*
 }
 
