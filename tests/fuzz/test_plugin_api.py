@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from hypothesis.stateful import run_state_machine_as_test
 
 from tests import host
@@ -91,8 +92,15 @@ def run_stateful(ctx: Context, target: int) -> None:
         factory = seed(round_)(lambda: PluginMachine(ctx))
         # no shrinking: replaying against a live Neutron and plugin is not deterministic, and the
         # failing sequence is printed in full anyway
-        run_state_machine_as_test(factory, settings=settings(max_examples=4, stateful_step_count=50,
-                                                             phases=(Phase.generate,), **COMMON))
+        try:
+            run_state_machine_as_test(factory, settings=settings(max_examples=4, stateful_step_count=50,
+                                                                 phases=(Phase.generate,), **COMMON))
+        except FlakyStrategyDefinition as exc:
+            # The model follows the plugin's answers (an address it could not get is not modelled),
+            # so a generated prefix can branch differently from an earlier one; hypothesis calls that
+            # flaky generation. It is not a plugin failure (every answer was checked as it came):
+            # this round ends, the next one goes on.
+            print(f"fuzz: round {round_} ended early: {exc.__class__.__name__}")
     _rounds(one_round, lambda: ctx.session.counts["stateful"] >= target)
 
 

@@ -48,6 +48,9 @@ def test_start_takes_a_ready_port_with_no_neutron_request(pooled, neutron, host_
     # ML2 binds bulk-created ports after it commits them: wait for the binding, as the pool does
     host.wait_for(lambda: {p["binding:vif_type"] for p in _pool_ports(neutron, net_id)} == {"ovs"}, timeout=10,
                   what="pool ports bound")
+    # and the pool has taken them (it reads late-bound ones again before they count as ready)
+    host.wait_for(lambda: re.search(rf"port pool of network {net_id}: \d+ ports created, [4-9]\d* ready",
+                                    open(log).read()), timeout=20, what="the pool's own count of ready ports")
     assert {p["binding:host_id"] for p in _pool_ports(neutron, net_id)} == {host_id}
 
     ep = docker.start(net)
