@@ -190,7 +190,8 @@ EOF
     write_wsgi_entry "$NKS_ETC/neutron_api_ks_wsgi.py" \
         "from neutron.plugins.ml2.drivers.ovn.mech_driver import mech_driver as _md" \
         "_md.OVNMechanismDriver._setup_hash_ring = lambda self: None  # the 9696 API keeps all OVN events" \
-        "from neutron.wsgi.api import application  # noqa: F401"
+        "from neutron.wsgi.api import application  # noqa: F401" \
+        "from neutron import policy as _policy" "_policy.init()  # see the 9696 API's entry point"
 }
 
 # Up means: it asks for a token (401 without one).

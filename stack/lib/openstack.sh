@@ -66,7 +66,11 @@ EOF
     printf '[DEFAULT]\nlog_file = %s\n' "$LOG/neutron-api.log" > "$ETC/api-log.conf"
     printf '[DEFAULT]\nlog_file = %s\n' "$LOG/neutron-ovn-maintenance.log" > "$ETC/maint-log.conf"
     cp "$NEUTRON_VENV/etc/neutron/api-paste.ini" "$ETC/api-paste.ini"
-    write_wsgi_entry "$ETC/neutron_api_wsgi.py" "from neutron.wsgi.api import application  # noqa: F401"
+    # neutron.policy.init() publishes its enforcer before it has registered the rules: requests
+    # racing in on a fresh API met an empty policy, and admin got 404 (a DELETE "succeeded" on a
+    # port that stayed). Initialise it once, before gunicorn serves anything.
+    write_wsgi_entry "$ETC/neutron_api_wsgi.py" "from neutron.wsgi.api import application  # noqa: F401" \
+        "from neutron import policy as _policy" "_policy.init()"
     cat > "$MYCNF" <<EOF
 [mariadbd]
 datadir = $TOP/mariadb/data

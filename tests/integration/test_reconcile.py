@@ -43,7 +43,8 @@ def test_unplugs_what_lost_its_neutron_port(docker_like, neutron, gc):
     port = _port_of(neutron, ep)
     tap = "tap" + port["id"][:11]
     neutron.delete(f"/ports/{port['id']}")  # behind kuryr-cnm's back
-    assert tap in gc("--dry-run") and host.link_exists(tap)
+    # the stack's own plugin reconciles every 20 s as well: it may unplug it first
+    assert tap in gc("--dry-run") or not host.link_exists(tap)
     gc()
     assert not host.link_exists(tap) and tap not in host.ovs_ports()
     docker_like.stop(ep)  # Docker's teardown still succeeds
