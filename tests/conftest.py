@@ -1,13 +1,14 @@
 """Fixtures shared by the integration and e2e tiers (the unit tier uses none of them)."""
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 
 import openstack
 import pytest
 
-from tests import host
+from tests import host, residue
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,9 @@ def neutron() -> "openstack.network.v2._proxy.Proxy":
     # gunicorn may close an idle keep-alive connection just as it is reused: retry those
     conn.network.connect_retries = 2
     conn.network.get("/extensions")  # fail here, clearly, if Neutron is down
+    swept = residue.sweep(conn.network)
+    if swept:
+        print(f"\nswept {len(swept)} leftovers of an interrupted test run: {'; '.join(swept)}", file=sys.__stderr__)
     return conn.network
 
 

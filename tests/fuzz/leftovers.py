@@ -39,7 +39,8 @@ def find(neutron: Any, made: Made, carved_networks: Iterable[str]) -> dict[str, 
     groups = {pid + "-exposed_ports" for pid in made.port_ids | {p["id"] for p in ports}}
     links = host.host_links() | host.ovs_ports()
     out = {
-        "ports": [p for p in ports if p.get("device_owner", "").startswith("compute:")],
+        # network:* ports (dhcp, router) go with their network
+        "ports": [p for p in ports if not (p.get("device_owner") or "").startswith("network:")],
         "subnets": [s for s in subnets if s["network_id"] in net_ids or _in_ranges(s["cidr"])],
         "networks": networks,
         "subnetpools": [p for p in get("/subnetpools", "subnetpools")

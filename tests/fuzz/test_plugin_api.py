@@ -24,7 +24,7 @@ from hypothesis.stateful import run_state_machine_as_test
 from tests import host
 from tests.fuzz import leftovers
 from tests.fuzz.machine import Context, PluginMachine
-from tests.fuzz.session import Session
+from tests.fuzz.session import Made, Session
 from tests.fuzz.strategies import METHODS, requests
 from tests.fuzz.wire import TRACEBACK_MARKERS, Answer, Request, WireClient
 from tests.scale import size
@@ -56,10 +56,21 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def fuzz_plugin(extra_plugin, unique: str) -> Iterator[tuple[str, Path, int]]:
+def fuzz_plugin(extra_plugin, unique: str, neutron: Any) -> Iterator[tuple[str, Path, int]]:
+    _sweep_interrupted_runs(neutron)
     name = f"kcnmfuzz{unique}"
     log = Path(extra_plugin(name, QUIET))
     yield f"/run/docker/plugins/{name}.sock", log, _pid_of(f"{name}.conf")
+
+
+def _sweep_interrupted_runs(neutron: Any) -> None:
+    """The fuzzer's address ranges are its own: whatever is in them now was left by a run
+    that was killed (a session ended mid-run), and would be blamed on this one."""
+    left = leftovers.find(neutron, Made(), ())
+    if left:
+        problems = leftovers.delete(neutron, left)
+        print(f"\nfuzz: swept what an interrupted run left: {leftovers.summary(left)}"
+              + (f"; errors: {problems}" if problems else ""))
 
 
 def _undo(session: Session, req: Request, answer: Answer) -> None:

@@ -1,8 +1,12 @@
-"""Fixtures for the binding tests: a Plugger on the real OVSDB, and ports with fake ids.
+"""Fixtures for the binding tests: a Plugger on the real OVSDB, and the ports to plug.
 
-Every port a test makes has a random uuid4 id, so its OVS port on br-int is bound to
-no Neutron port. Whatever a test leaves behind (veths, bridges, OVS ports named after
-its ports) is removed by plain `ip` / `ovs-vsctl` commands after the test, pass or fail.
+Every port a test plugs is a real Neutron port bound to this host (on a network of the
+module's, with no subnet): the stack's own kuryr-cnm runs its reconciler every few
+seconds, and would rightly unplug an OVS port or veth of kuryr's whose Neutron port does
+not exist. The rest of a VifPort (network id, project, endpoint, MAC, vif_type, details)
+is the test's to choose. Whatever a test leaves behind (veths, bridges, OVS ports named
+after its ports) is removed by plain `ip` / `ovs-vsctl` commands after the test, pass or
+fail, before its Neutron ports are deleted.
 """
 from __future__ import annotations
 
@@ -69,13 +73,27 @@ def plugger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plugger]:
     p.close()
 
 
+@pytest.fixture(scope="module")
+def binding_network(neutron: Any) -> Iterator[str]:
+    """A Neutron network (no subnet) for the module's ports."""
+    network = neutron.post("/networks", json={"network": {"name": f"kcnmt-binding-{uuid.uuid4().hex[:8]}"}})
+    assert network.status_code == 201, network.text
+    network_id = network.json()["network"]["id"]
+    yield network_id
+    neutron.delete(f"/networks/{network_id}")
+
+
 @pytest.fixture
-def make_port() -> Iterator[Callable[..., VifPort]]:
-    """Factory: make_port(vif_type="ovs", **fields) -> VifPort with fresh random ids."""
+def make_port(neutron: Any, binding_network: str, host_id: str) -> Iterator[Callable[..., VifPort]]:
+    """Factory: make_port(vif_type="ovs", **fields) -> VifPort of a fresh Neutron port bound
+    here, with random ids for the rest."""
     made: list[VifPort] = []
 
     def make(vif_type: str = "ovs", **fields: Any) -> VifPort:
-        port_id = str(uuid.uuid4())
+        answer = neutron.post("/ports", json={"port": {
+            "network_id": binding_network, "binding:host_id": host_id, "name": "kcnmt-binding"}})
+        assert answer.status_code == 201, answer.text
+        port_id = answer.json()["port"]["id"]
         values: dict[str, Any] = dict(
             port_id=port_id, mac="fa:16:3e:" + ":".join(f"{b:02x}" for b in uuid.uuid4().bytes[:3]),
             network_id=str(uuid.uuid4()), project_id=uuid.uuid4().hex, endpoint_id=uuid.uuid4().hex * 2,
@@ -88,3 +106,4 @@ def make_port() -> Iterator[Callable[..., VifPort]]:
     yield make
     for port in made:
         _scrub(port)
+        neutron.delete(f"/ports/{port.port_id}")

@@ -1,0 +1,148 @@
+"""Sweep what an interrupted test run left on the shared stack, before a run starts.
+
+A test session that is killed (a developer's session ends, CI times out) leaves its
+Docker containers and networks, its plugins' Neutron networks, subnets, subnetpools and
+ports. Tests compare snapshots, so old residue rarely fails them, but it piles up run
+after run, takes addresses from the test ranges, and makes the stack hard to read.
+
+Only test-made things go, and only while no other pytest runs on this host:
+* Docker containers and networks named kcnmt-* (networks only when their driver answers);
+* Neutron networks named kcnmt-*, and kuryr's networks (kuryr-net-*) whose Docker network
+  exists on neither engine, with their ports, subnets and kuryrPool-* subnetpools;
+* kuryrPool-* subnetpools no subnet uses;
+* ports a test plugin (kcnm*) made whose plugin process is gone.
+Anything younger than AGE_S is left alone: it may be mid-creation.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any
+
+from tests import host
+
+AGE_S = 120
+ID_LH_TAG = "kuryr.net.uuid.lh:"
+ID_UH_TAG = "kuryr.net.uuid.uh:"
+OWNER_MARKS = ("created by kuryr-cnm ", "kuryr-cnm port pool of ")
+
+
+def _processes() -> dict[int, tuple[int, list[str]]]:
+    """pid -> (ppid, argv) of every live (not zombie) process."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            out[int(entry.name)] = (int(fields[1]), [a for a in argv if a])
+    return out
+
+
+def _other_pytest_running(procs: dict[int, tuple[int, list[str]]]) -> bool:
+    ours, pid = set(), os.getpid()
+    while pid in procs and pid not in ours:
+        ours.add(pid)
+        pid = procs[pid][0]
+    return any(pid not in ours and any(a.endswith("pytest") or a == "pytest" for a in argv[:3])
+               for pid, (_, argv) in procs.items())
+
+
+def _live_plugins(procs: dict[int, tuple[int, list[str]]]) -> set[str]:
+    """Names of the kuryr-cnm plugins running here (a test plugin's config is <name>.conf)."""
+    names = set()
+    for _, argv in procs.values():
+        if any("kuryr-cnm" in a or "kuryr_cnm" in a for a in argv[:3]):
+            names.update(Path(a).stem for a in argv if a.endswith(".conf"))
+    return names
+
+
+def _old(item: dict[str, Any], now: datetime.datetime) -> bool:
+    created = datetime.datetime.fromisoformat(str(item["created_at"]).replace("Z", "+00:00"))
+    return (now - created).total_seconds() >= AGE_S
+
+
+BUILTIN_DRIVERS = ("bridge", "host", "null", "overlay", "macvlan", "ipvlan")
+
+
+def _docker_sweep(swept: list[str]) -> set[str] | None:
+    """Remove kcnmt-* containers and networks; return the ids of every Docker network left,
+    or None when an engine does not answer (then no network can be judged gone)."""
+    network_ids: set[str] = set()
+    for engine in sorted(host.ENGINES):
+        names = host.docker(engine, "ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
+        for name in (n for n in names if n.startswith("kcnmt-")):
+            host.docker(engine, "rm", "-f", name, check=False)
+            swept.append(f"{engine} container {name}")
+        listing = host.docker(engine, "network", "ls", "--no-trunc", "--format", "{{.ID}} {{.Name}} {{.Driver}}",
+                              check=False)
+        if listing.returncode != 0:
+            return None
+        for line in listing.stdout.splitlines():
+            net_id, name, driver = line.split()
+            # a network whose plugin is gone would make Docker wait for it
+            answers = driver in BUILTIN_DRIVERS or Path(f"/run/docker/plugins/{driver}.sock").exists()
+            if name.startswith("kcnmt-") and answers and host.docker(
+                    engine, "network", "rm", name, check=False).returncode == 0:
+                swept.append(f"{engine} network {name}")
+                continue
+            network_ids.add(net_id)
+    return network_ids
+
+
+def _is_leftover_network(net: dict[str, Any], docker_ids: set[str] | None) -> bool:
+    name, tags = net.get("name") or "", net.get("tags") or []
+    if name.startswith("kcnmt-"):
+        return True
+    if docker_ids is None:
+        return False
+    lh = [t[len(ID_LH_TAG):] for t in tags if t.startswith(ID_LH_TAG)]
+    uh = [t[len(ID_UH_TAG):] for t in tags if t.startswith(ID_UH_TAG)]
+    if lh and uh:
+        return lh[0] + uh[0] not in docker_ids
+    # kuryr's name for a Docker network whose tags never landed (killed mid-CreateNetwork)
+    return name.startswith("kuryr-net-") and not any(i.startswith(name[len("kuryr-net-"):]) for i in docker_ids)
+
+
+def _delete(neutron: Any, path: str, item: dict[str, Any], swept: list[str]) -> None:
+    if neutron.delete(f"/{path}/{item['id']}").status_code in (204, 404):
+        swept.append(f"{path} {item.get('name') or ''} {item['id']}".replace("  ", " "))
+
+
+def sweep(neutron: Any) -> list[str]:
+    """Remove an interrupted run's residue (see the module's docstring); returns what went."""
+    procs = _processes()
+    if _other_pytest_running(procs):
+        return []
+    swept: list[str] = []
+    docker_ids = _docker_sweep(swept)
+    live = _live_plugins(procs)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    get = lambda path, key: neutron.get(path).json()[key]  # noqa: E731
+    networks = {n["id"] for n in get("/networks", "networks")
+                if _old(n, now) and _is_leftover_network(n, docker_ids)}
+    for port in get("/ports", "ports"):
+        description = port.get("description") or ""
+        owner = next((description[len(m):] for m in OWNER_MARKS if description.startswith(m)), "")
+        plugin = owner.split("@", 1)[0]
+        dead_test_plugin = plugin.startswith("kcnm") and plugin not in live
+        if (port["network_id"] in networks and not (port.get("device_owner") or "").startswith("network:")) \
+                or (dead_test_plugin and _old(port, now)):
+            _delete(neutron, "ports", port, swept)
+    for subnet in get("/subnets", "subnets"):
+        if subnet["network_id"] in networks:
+            _delete(neutron, "subnets", subnet, swept)
+    for net in get("/networks", "networks"):
+        if net["id"] in networks:
+            _delete(neutron, "networks", net, swept)
+    used = {s.get("subnetpool_id") for s in get("/subnets", "subnets")}
+    for pool in get("/subnetpools", "subnetpools"):
+        if pool["name"].startswith("kuryrPool-") and pool["id"] not in used and _old(pool, now):
+            _delete(neutron, "subnetpools", pool, swept)
+    return swept
