@@ -54,6 +54,9 @@ class EndpointStore:
             return len(self._endpoints)
 
 
+RELEASED_MEMORY = 4096  # port ids; each costs ~100 bytes
+
+
 class Allocations:
     """Ports made (or adopted) by RequestAddress, waiting for their CreateEndpoint.
 
@@ -63,10 +66,17 @@ class Allocations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ports: dict[tuple[str, str], Port] = {}
+        # ports ReleaseAddress gave up while an endpoint still held them: that endpoint's
+        # DeleteEndpoint must not offer them again (ordered, oldest dropped past the cap)
+        self._released: dict[str, None] = {}
 
     def put(self, port: Port, *, replace: bool = True) -> None:
-        """replace=False keeps an address another port holds now (the port given may be stale)."""
+        """replace=False keeps an address another port holds now (the port given may be stale),
+        and never brings back a port released from under its endpoint."""
         with self._lock:
+            if not replace and port.id in self._released:
+                del self._released[port.id]
+                return
             for fixed in port.fixed_ips:
                 key = (port.network_id, fixed.ip_address)
                 if replace or key not in self._ports:
@@ -80,6 +90,15 @@ class Allocations:
         with self._lock:
             for key in [k for k, p in self._ports.items() if p.id == port.id]:
                 del self._ports[key]
+
+    def released_from_endpoint(self, port: Port) -> None:
+        """`port` is being released while an endpoint still holds it (Docker releases after
+        DeleteEndpoint; a client out of order, or a retry, may not)."""
+        self.discard(port)
+        with self._lock:
+            self._released[port.id] = None
+            while len(self._released) > RELEASED_MEMORY:
+                del self._released[next(iter(self._released))]
 
     def port_ids(self) -> set[str]:
         with self._lock:

@@ -406,12 +406,15 @@ class IpamDriver:
             if (subnet.network_id, req.address) in self._releasing:
                 return {}  # the other address of a dual-stack port being released
         port = self._allocations.get(subnet.network_id, req.address)
-        if port is None:
+        if port is not None:
+            self._allocations.discard(port)
+        else:
             ports = self._client.list_ports(network_id=subnet.network_id, fixed_ips=f"ip_address={req.address}")
             port = next((p for p in ports if p.ip_in(subnet.id) == req.address), None)
-        if port is None:
-            return {}  # gateway, aux address, or already released (Docker repeats calls)
-        self._allocations.discard(port)
+            if port is None:
+                return {}  # gateway, aux address, or already released (Docker repeats calls)
+            if port.device_id:
+                self._allocations.released_from_endpoint(port)
         self._pool.forget(port.id)
         self._deferred.wait_for(port.id)  # the endpoint's own write lands first
         self._release_later(port)

@@ -142,6 +142,7 @@ def _settled(neutron: Any, ctx: Context) -> dict[str, list[dict[str, Any]]]:
     return left
 
 
+@pytest.mark.timeout(size(300, 1_200))  # the full run takes about 4 minutes here, more under load
 def test_plugin_api_fuzz(fuzz_plugin: tuple[str, Path, int], neutron: Any) -> None:
     socket_path, log, pid = fuzz_plugin
     ctx = Context(Session(WireClient(socket_path)), neutron)

@@ -13,7 +13,7 @@ from kuryr_cnm.directory import DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
-from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, SubnetPool
+from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.protocol import (GwAllocCheckRequest, PoolRequest, ReleaseAddressRequest,
                                 RequestAddressRequest)
 
@@ -97,8 +97,8 @@ def _driver_with_endpoint(allocations: Allocations | None = None) -> tuple[Netwo
     plugger = MagicMock()
     endpoints = EndpointStore()
     endpoints.put(Endpoint("e" * 64, docker_net, port, "tapport1", "t_cport1", False))
-    driver = NetworkDriver(conf, client, directory, allocations or Allocations(), endpoints, plugger, MagicMock(),
-                           MagicMock(), MagicMock())
+    driver = NetworkDriver(conf, client, directory, Allocations() if allocations is None else allocations, endpoints,
+                           plugger, MagicMock(), MagicMock(), MagicMock())
     body = {"NetworkID": "d" * 64, "EndpointID": "f" * 64, "Interface": {"Address": "10.0.0.5/24"}}
     return driver, plugger, body
 
@@ -211,3 +211,34 @@ def test_an_unknown_method_is_not_echoed_whole():
     router = server.Router()
     status, body = router.dispatch("A" * 4000, b"")
     assert status == 404 and len(body["Err"]) < 300
+
+
+def test_an_address_released_before_its_delete_endpoint_does_not_come_back():
+    """ReleaseAddress before DeleteEndpoint (out of Docker's order) deleted the endpoint's port;
+    a new port then took the address and a second endpoint. The first endpoint's DeleteEndpoint
+    put its dead port back among the allocations, so the last ReleaseAddress deleted the dead
+    port again (404) and the live one leaked, with its network, subnet and pool."""
+    allocations = Allocations()
+    driver, _, body = _driver_with_endpoint(allocations)
+    subnet = Subnet("sub", "kuryr-subnet-10.0.0.0/24", "net", "10.0.0.0/24", 4, None, None, (), ())
+    directory, client, deferred = MagicMock(), MagicMock(), MagicMock()
+    directory.pool_subnets.return_value = (subnet,)
+    first = Port("port1", "kuryr-unbound-port", "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), (),
+                 "compute:kuryr", "e" * 64, "host", "ovs", {}, "ACTIVE", "proj")
+    client.list_ports.return_value = [first]
+    ipam = IpamDriver(config.load(), client, directory, allocations, deferred, MagicMock())
+    release = {"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.5"}
+
+    ipam.release_address(release)  # the first endpoint still stands
+    assert "port1" in deferred.submit.call_args.args[1]
+    deferred.submit.call_args.args[2]()  # the background delete lands
+    second = Port("port2", "kuryr-unbound-port", "net", "fa:16:3e:00:00:02", (FixedIP("sub", "10.0.0.5"),), (),
+                  "compute:kuryr", "f" * 64, "host", "ovs", {}, "ACTIVE", "proj")
+    allocations.put(second)  # RequestAddress made it ...
+    allocations.discard(second)  # ... and its CreateEndpoint took it
+    driver.delete_endpoint({"NetworkID": body["NetworkID"], "EndpointID": "e" * 64})
+    assert allocations.get("net", "10.0.0.5") is None
+    allocations.put(second, replace=False)  # the second endpoint's DeleteEndpoint
+
+    ipam.release_address(release)
+    assert "port2" in deferred.submit.call_args.args[1]
