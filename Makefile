@@ -44,7 +44,7 @@ test-e2e: up
 # Keystone; the README's Reliability section gives the last result.
 .PHONY: chaos
 chaos: up
-	KURYR_CHAOS=full $(PYTEST) tests/chaos tests/fuzz $(PYTEST_ARGS)
+	KURYR_CHAOS=full $(PYTEST) -s tests/chaos tests/fuzz $(PYTEST_ARGS)  # -s: each test prints its counts
 	$(MAKE) test-keystone
 
 # The whole suite with the plugin going through a real Keystone (password auth, 200 s tokens,
