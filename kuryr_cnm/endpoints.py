@@ -92,8 +92,8 @@ class Allocations:
                 del self._ports[key]
 
     def released_from_endpoint(self, port: Port) -> None:
-        """`port` is being released while an endpoint still holds it (Docker releases after
-        DeleteEndpoint; a client out of order, or a retry, may not)."""
+        """`port`, which was not waiting here, is being released: an endpoint may still hold it
+        (Docker releases after DeleteEndpoint; a client out of order, or a retry, may not)."""
         self.discard(port)
         with self._lock:
             self._released[port.id] = None

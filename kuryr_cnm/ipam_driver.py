@@ -28,7 +28,7 @@ from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, PoolRequest,
                                 ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
-from kuryr_cnm.reconcile import is_lost_address
+from kuryr_cnm.reconcile import delete_lost_addresses
 
 LOG = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class IpamDriver:
         self._releasing_lock = threading.Lock()
         self._releasing: dict[tuple[str, str], str] = {}  # (network id, ip) -> port id being released
         self._enable_dhcp = _truthy(conf.neutron.enable_dhcp)
+        self._owner = naming.owner(conf.host, conf.plugin_name)  # the mark on the ports it makes
         # nested mode: ports stay unbound; Neutron binds a subport through its trunk, and a port
         # whose address is in the VM port's pairs must stay unbound (ML2/OVN makes it a virtual port)
         self._binding = {} if nested_mode else {"binding:host_id": conf.host}
@@ -258,14 +259,12 @@ class IpamDriver:
     def _delete_lost_addresses(self, subnet: Subnet) -> bool:
         """Docker releases a pool only once no endpoint uses it, so a port of ours that no
         endpoint took is an address whose answer was lost (a crash, a timeout). Delete them;
-        True if there were any."""
-        owner = naming.owner(self._conf.host, self._conf.plugin_name)
-        lost = [p for p in self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
-                if is_lost_address(p, self._conf.host, owner, self._allocations.port_ids())]
-        for port in lost:
-            LOG.info("ReleasePool: deleting port %s, an address no endpoint took", port.id)
-            self._client.delete_port(port.id)
-        return bool(lost)
+        True if there were any. (A deleted endpoint's port waits among the allocations for
+        its ReleaseAddress, so the allocations are all this process holds here.)"""
+        ports = self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
+        remaining = delete_lost_addresses(self._client, ports, self._conf.host, self._owner,
+                                          self._allocations.port_ids(), "ReleasePool")
+        return len(remaining) < len(ports)
 
     # -- addresses --
     def request_address(self, body: Any) -> dict[str, Any]:
@@ -375,7 +374,7 @@ class IpamDriver:
                 # Neutron 29 accepts `tags` in a port POST but does not store them, so the
                 # creator's mark goes in the description now and the tags come with the
                 # endpoint's, in the background write after CreateEndpoint.
-                description=naming.cnm_description(naming.owner(self._conf.host, self._conf.plugin_name)))
+                description=naming.cnm_description(self._owner))
         except errors.Conflict as exc:
             if address:
                 raise errors.Conflict(f"address {address} is already in use in subnet {subnet.cidr}: "
@@ -413,8 +412,9 @@ class IpamDriver:
             port = next((p for p in ports if p.ip_in(subnet.id) == req.address), None)
             if port is None:
                 return {}  # gateway, aux address, or already released (Docker repeats calls)
-            if port.device_id:
-                self._allocations.released_from_endpoint(port)
+            # not waiting among the allocations: an endpoint may still hold it (its device_id may
+            # not be written yet), and its DeleteEndpoint must not offer it again
+            self._allocations.released_from_endpoint(port)
         self._pool.forget(port.id)
         self._deferred.wait_for(port.id)  # the endpoint's own write lands first
         self._release_later(port)

@@ -27,7 +27,7 @@ from kuryr_cnm.pool import PortPool
 from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
                                 CreateNetworkRequest, EndpointRequest, GwAllocCheckRequest, IPAMData, JoinResponse,
                                 NetworkCapabilities, NetworkRequest, StaticRoute)
-from kuryr_cnm.reconcile import is_lost_address
+from kuryr_cnm.reconcile import delete_lost_addresses
 
 LOG = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class NetworkDriver:
                  nested: NestedDriver | None = None) -> None:
         self._conf = conf
         self._nested = nested  # None: bare metal (veth); else the VM's port driver
+        self._owner = naming.owner(conf.host, conf.plugin_name)  # the mark on the ports it makes
         self._pool = pool
         self._client = client
         self._dir = directory
@@ -274,18 +275,11 @@ class NetworkDriver:
         is an orphan: an address whose answer a crash or a timeout lost on its way to Docker.
         Delete those (the reconciler would, later, but the network would stay); return the
         ports that remain."""
-        owner = naming.owner(self._conf.host, self._conf.plugin_name)
         # addresses handed to Docker whose CreateEndpoint has not come yet are held too
         held = ({p.iface_id for p in self._plugger.list_kuryr_ports()} | self._endpoints.port_ids()
                 | self._allocations.port_ids())
-        remaining = []
-        for port in self._client.list_ports(network_id=network_id):
-            if is_lost_address(port, self._conf.host, owner, held):
-                LOG.info("DeleteNetwork: deleting orphan port %s of network %s", port.id, network_id)
-                self._client.delete_port(port.id)
-            else:
-                remaining.append(port)
-        return remaining
+        return delete_lost_addresses(self._client, self._client.list_ports(network_id=network_id),
+                                     self._conf.host, self._owner, held, "DeleteNetwork")
 
     def _delete_subnet(self, subnet: Subnet) -> None:
         try:
@@ -388,7 +382,7 @@ class NetworkDriver:
     def _record_endpoint(self, port: Port, endpoint_id: str, adopted: bool) -> None:
         """device_id and the endpoint tags, off Docker's hot path."""
         # Neutron's POST answer may not list the tags it was given: name them all here.
-        owner_tag = naming.cnm_owner_tag(naming.owner(self._conf.host, self._conf.plugin_name))
+        owner_tag = naming.cnm_owner_tag(self._owner)
         base = [naming.PORT_EXISTING_TAG] if adopted else [naming.DEVICE_OWNER, owner_tag]
         tags = list(port.tags) + base + naming.id_tags(endpoint_id)
 

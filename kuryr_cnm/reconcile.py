@@ -64,6 +64,21 @@ def is_lost_address(port: Port, host: str, owner: str, held: set[str]) -> bool:
             and port.name != naming.POOL_PORT_NAME)
 
 
+def delete_lost_addresses(client: NeutronClient, ports: list[Port], host: str, owner: str, held: set[str],
+                          call: str) -> list[Port]:
+    """Delete the lost addresses among `ports` (is_lost_address); return the other ports.
+    Only for a Docker `call` (ReleasePool, DeleteNetwork) that comes once no endpoint is left."""
+    remaining = []
+    for port in ports:
+        if is_lost_address(port, host, owner, held):
+            LOG.info("%s: deleting port %s of network %s, an address no endpoint took", call, port.id,
+                     port.network_id)
+            client.delete_port(port.id)
+        else:
+            remaining.append(port)
+    return remaining
+
+
 def _age_seconds(port: Port, now: datetime.datetime) -> float:
     stamp = port.raw.get("updated_at") or port.raw.get("created_at")
     if not stamp:
