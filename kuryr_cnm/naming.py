@@ -8,6 +8,19 @@ split over two tags.
 """
 from __future__ import annotations
 
+import re
+
+# --- ids ----------------------------------------------------------------------------
+# Neutron's ids are UUIDs. Ids from outside (Docker's PoolIDs, users' neutron.net.uuid)
+# go into URL paths, so only a token that names one resource there is taken for one:
+# never '.' or '..', '/', '?', '%'.
+_NEUTRON_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:-]{1,64}$")
+
+
+def is_neutron_id(value: str) -> bool:
+    return bool(_NEUTRON_ID.match(value))
+
+
 # --- networks -------------------------------------------------------------------
 NET_NAME_PREFIX = "kuryr-net-"
 ID_LH_TAG = "kuryr.net.uuid.lh:"  # first 32 chars of a Docker id (networks AND endpoints)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from kuryr_cnm import errors, redact
+from kuryr_cnm import errors, naming, redact
 
 LOG = logging.getLogger(__name__)
 
@@ -358,16 +357,12 @@ class NeutronClient:
         return {e["alias"] for e in self._request("GET", "/extensions")["extensions"]}
 
 
-# Neutron's ids are UUIDs: letters, digits and dashes; never '.' or '..', '/', '?', '%'
-_PATH_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:-]{1,64}$")
-
-
 def _ids_in_path_ok(path: str) -> bool:
     """The id in /<collection>/<id>[/...] can only name that one resource. Ids come from Docker
     (a PoolID) and from users' options (neutron.net.uuid): '..' or '../ports' would name another
     URL, whose answer lacks the expected key."""
     parts = path.split("/")
-    return len(parts) < 3 or bool(_PATH_ID.match(parts[2]))
+    return len(parts) < 3 or naming.is_neutron_id(parts[2])
 
 
 def _neutron_message(resp: Any) -> str:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kuryr_cnm import naming
 from kuryr_cnm.errors import BadRequest
 
 NETWORK_DRIVER = "NetworkDriver"
@@ -32,10 +33,6 @@ POOL_DATA_GATEWAY = "com.docker.network.gateway"
 # a local network/endpoint id is 64 hex characters; swarm's are 25 lowercase alphanumerics
 _DOCKER_ID = re.compile(r"^([0-9a-f]{64}|[0-9a-z]{25})$")
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
-
-
-# kuryr's PoolIDs are Neutron subnetpool or subnet ids (UUIDs); they go into Neutron URLs
-_POOL_ID = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.:-]{1,64}$")
 
 
 # --- field readers -----------------------------------------------------------------
@@ -75,7 +72,7 @@ def _docker_id(method: str, body: dict[str, Any], key: str) -> str:
 
 def _pool_id(method: str, body: dict[str, Any]) -> str:
     value = _str(method, body, "PoolID", required=True)
-    if not _POOL_ID.match(value):
+    if not naming.is_neutron_id(value):  # kuryr's PoolIDs are subnetpool or subnet ids
         raise BadRequest(f"{method}: PoolID {_shown(value)} is not a kuryr pool id (a Neutron subnetpool "
                          "or subnet id)")
     return value

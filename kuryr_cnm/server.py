@@ -8,6 +8,7 @@ knows Neutron: routes map a method name to a handler that takes the decoded body
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -17,7 +18,6 @@ import ssl
 import stat
 import threading
 import time
-import ipaddress
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
