@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from oslo_config import cfg
@@ -31,12 +31,20 @@ LOG = logging.getLogger(__name__)
 UNBOUND = ("unbound", "binding_failed")
 
 
+# How long draining a network waits for a refill in flight (one bulk create, then it
+# deletes what it made): a Neutron request's timeout, and its deletes, fit well within.
+REFILL_WAIT = 90.0
+
+
 @dataclass
 class _NetworkPool:
     subnet_ids: frozenset[str]  # every pool port holds one address in each
     ready: list[Port] = field(default_factory=list)
     not_before: float = 0.0  # recovered ports wait until then
-    filling: bool = False
+    refill: Future[None] | None = None  # the refill in flight, if any
+
+    def filling(self) -> bool:
+        return self.refill is not None and not self.refill.done()
 
 
 class PortPool:
@@ -101,10 +109,9 @@ class PortPool:
     def _refill_soon(self, network_id: str) -> None:
         with self._lock:
             pool = self._pools.get(network_id)
-            if pool is None or pool.filling or len(pool.ready) >= self._min:
+            if pool is None or pool.filling() or len(pool.ready) >= self._min:
                 return
-            pool.filling = True
-        self._refills.submit(self._refill, network_id)
+            pool.refill = self._refills.submit(self._refill, network_id)
 
     def _refill(self, network_id: str) -> None:
         calls = neutron.start_call_log()
@@ -132,10 +139,6 @@ class PortPool:
         except errors.PluginError as exc:
             LOG.warning("port pool of network %s: refill failed: %s", network_id, exc.message)
         finally:
-            with self._lock:
-                pool = self._pools.get(network_id)
-                if pool is not None:
-                    pool.filling = False
             if made:
                 LOG.info("port pool of network %s: %d ports created, %d ready [neutron: %s]",
                          network_id, made, self.size(network_id), "; ".join(calls))
@@ -186,6 +189,10 @@ class PortPool:
         """Delete the network's ready ports (before its subnets or itself are deleted)."""
         with self._lock:
             pool = self._pools.pop(network_id, None)
+        if pool is not None and pool.refill is not None:
+            # A bulk create in flight would land ports on the subnets about to be deleted (a
+            # 409 for ReleasePool). With the pool gone, the refill deletes what it made itself.
+            wait([pool.refill], timeout=REFILL_WAIT)
         if pool is not None and pool.ready:
             self._delete(pool.ready)
         # ports this process does not know (made before a restart, not yet recovered)
