@@ -128,11 +128,8 @@ def _check_port_driver(driver: nested.NestedDriver | None) -> None:
         return
     try:
         driver.check()
-    except (errors.Unavailable, errors.BackendError) as exc:
-        if isinstance(exc, errors.Unavailable) or "unreachable" in exc.message:
-            LOG.warning("port driver %s: cannot check its prerequisites now: %s", driver.name, exc.message)
-            return
-        raise nested.NestedError(f"port driver {driver.name}: {exc.message}") from None
+    except errors.Unavailable as exc:
+        LOG.warning("port driver %s: cannot check its prerequisites now: %s", driver.name, exc.message)
     except errors.PluginError as exc:
         raise nested.NestedError(f"port driver {driver.name}: {exc.message}") from None
 

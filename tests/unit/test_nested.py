@@ -1,6 +1,7 @@
 """Nested mode's logic with a fake Neutron: VLAN id allocation, Conflict and 412 retries, driver choice."""
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -207,3 +208,28 @@ def test_nested_refuses_the_port_pool() -> None:
     with pytest.raises(nested.NestedError, match="vif_pool"):
         nested.build(conf_with(default_port_driver="nested", binding__link_iface="eth0",
                                vif_pool__enabled=True), None)  # type: ignore[arg-type]
+
+
+class _CheckingDriver:
+    name = "vlan"
+
+    def __init__(self, failure: Exception | None) -> None:
+        self._failure = failure
+
+    def check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+
+@pytest.mark.parametrize("failure", [None, errors.Unavailable("Neutron is unreachable (ConnectFailure)")])
+def test_serve_starts_when_the_prerequisites_cannot_be_checked_yet(failure):
+    from kuryr_cnm import cli
+    cli._check_port_driver(_CheckingDriver(failure))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("failure", [errors.NotFound("the VM's port x does not exist in Neutron"),
+                                     errors.BackendError("[binding] link_iface eth9 does not exist on this host")])
+def test_serve_refuses_to_start_when_a_prerequisite_is_missing(failure):
+    from kuryr_cnm import cli
+    with pytest.raises(nested.NestedError, match=re.escape(f"port driver vlan: {failure.message}")):
+        cli._check_port_driver(_CheckingDriver(failure))  # type: ignore[arg-type]
