@@ -7,8 +7,9 @@ after run, takes addresses from the test ranges, and makes the stack hard to rea
 
 Only test-made things go, and only while no other pytest runs on this host:
 * Docker containers and networks named kcnmt-* (networks only when their driver answers);
-* Neutron networks named kcnmt-*, and kuryr's networks (kuryr-net-*) whose Docker network
-  exists on neither engine, with their ports, subnets and kuryrPool-* subnetpools;
+* Neutron networks named kcnmt-*, and networks kuryr made (kuryr-net-*; never an adopted
+  one) whose Docker network exists on neither engine, with their ports, subnets and
+  kuryrPool-* subnetpools;
 * kuryrPool-* subnetpools no subnet uses;
 * ports a test plugin (kcnm*) made whose plugin process is gone.
 Anything younger than AGE_S is left alone: it may be mid-creation.
@@ -100,14 +101,14 @@ def _is_leftover_network(net: dict[str, Any], docker_ids: set[str] | None) -> bo
     name, tags = net.get("name") or "", net.get("tags") or []
     if name.startswith("kcnmt-"):
         return True
-    if docker_ids is None:
-        return False
+    if docker_ids is None or not name.startswith("kuryr-net-"):
+        return False  # an adopted network keeps its own name, and is never kuryr's to delete
     lh = [t[len(ID_LH_TAG):] for t in tags if t.startswith(ID_LH_TAG)]
     uh = [t[len(ID_UH_TAG):] for t in tags if t.startswith(ID_UH_TAG)]
     if lh and uh:
         return lh[0] + uh[0] not in docker_ids
     # kuryr's name for a Docker network whose tags never landed (killed mid-CreateNetwork)
-    return name.startswith("kuryr-net-") and not any(i.startswith(name[len("kuryr-net-"):]) for i in docker_ids)
+    return not any(i.startswith(name[len("kuryr-net-"):]) for i in docker_ids)
 
 
 def _delete(neutron: Any, path: str, item: dict[str, Any], swept: list[str]) -> None:

@@ -7,15 +7,13 @@ the check waits up to LEAK_SETTLE seconds for it before it fails.
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from tests import host
 from tests.chaos.faultproxy import FaultProxy
-from tests.e2e.conftest import Docker
-from tests.leaks import Snapshot, assert_nothing_left
+from tests.e2e.conftest import Docker, leak_checked_docker
 
 LEAK_SETTLE = 150  # reconcile_grace 60 + reconcile_interval 20 + background retries, with margin
 ENGINE = "docker20"
@@ -24,14 +22,9 @@ NEUTRON_URL = "http://127.0.0.1:9696"
 
 @pytest.fixture
 def docker(neutron) -> Iterator[Docker]:
-    """docker20, its networks and containers removed at the end, then nothing may be left."""
-    before = Snapshot.take(neutron)
-    d = Docker(ENGINE, uuid.uuid4().hex[:6])
-    try:
+    """docker20, with the e2e leak check given time for kuryr-cnm's own repairs."""
+    with leak_checked_docker(ENGINE, neutron, settle=LEAK_SETTLE) as d:
         yield d
-    finally:
-        d.cleanup()
-    assert_nothing_left(neutron, before, settle=LEAK_SETTLE)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """e2e fixtures: real docker commands against both engines, and a leak check after each test."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -59,12 +60,20 @@ class Docker:
             self("network", "rm", n, check=False)
 
 
-@pytest.fixture
-def docker(engine: str, neutron) -> Iterator[Docker]:
+@contextlib.contextmanager
+def leak_checked_docker(engine: str, neutron, settle: float = 10) -> Iterator[Docker]:
+    """`engine`'s docker; the networks and containers made through it are removed at the end,
+    then nothing new may be left in Neutron or on the host (after up to `settle` s)."""
     before = Snapshot.take(neutron)
     d = Docker(engine, uuid.uuid4().hex[:6])
     try:
         yield d
     finally:
         d.cleanup()
-    assert_nothing_left(neutron, before)
+    assert_nothing_left(neutron, before, settle=settle)
+
+
+@pytest.fixture
+def docker(engine: str, neutron) -> Iterator[Docker]:
+    with leak_checked_docker(engine, neutron) as d:
+        yield d

@@ -88,12 +88,14 @@ def make_port(neutron: Any, binding_network: str, host_id: str) -> Iterator[Call
     """Factory: make_port(vif_type="ovs", **fields) -> VifPort of a fresh Neutron port bound
     here, with random ids for the rest."""
     made: list[VifPort] = []
+    neutron_ports: list[str] = []
 
     def make(vif_type: str = "ovs", **fields: Any) -> VifPort:
         answer = neutron.post("/ports", json={"port": {
             "network_id": binding_network, "binding:host_id": host_id, "name": "kcnmt-binding"}})
         assert answer.status_code == 201, answer.text
         port_id = answer.json()["port"]["id"]
+        neutron_ports.append(port_id)  # deleted even if the VifPort below cannot be made
         values: dict[str, Any] = dict(
             port_id=port_id, mac="fa:16:3e:" + ":".join(f"{b:02x}" for b in uuid.uuid4().bytes[:3]),
             network_id=str(uuid.uuid4()), project_id=uuid.uuid4().hex, endpoint_id=uuid.uuid4().hex * 2,
@@ -106,4 +108,5 @@ def make_port(neutron: Any, binding_network: str, host_id: str) -> Iterator[Call
     yield make
     for port in made:
         _scrub(port)
-        neutron.delete(f"/ports/{port.port_id}")
+    for port_id in neutron_ports:
+        neutron.delete(f"/ports/{port_id}")
