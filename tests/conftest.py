@@ -11,6 +11,16 @@ import pytest
 from tests import host, residue
 
 
+_SWEPT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _SWEPT:
+        terminalreporter.section("leftovers of an interrupted test run, swept before this one (tests/residue.py)")
+        for line in _SWEPT:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def neutron() -> "openstack.network.v2._proxy.Proxy":
     """openstacksdk's network proxy on the stack's Neutron (cloud 'aio' in clouds.yaml)."""
@@ -18,9 +28,7 @@ def neutron() -> "openstack.network.v2._proxy.Proxy":
     # gunicorn may close an idle keep-alive connection just as it is reused: retry those
     conn.network.connect_retries = 2
     conn.network.get("/extensions")  # fail here, clearly, if Neutron is down
-    swept = residue.sweep(conn.network)
-    if swept:
-        print(f"\nswept {len(swept)} leftovers of an interrupted test run: {'; '.join(swept)}", file=sys.__stderr__)
+    _SWEPT.extend(residue.sweep(conn.network))  # reported at the end of the run
     return conn.network
 
 
