@@ -11,6 +11,8 @@ binding, device_owner `compute:kuryr`, no device_id, and kuryr-cnm's description
 Found ports wait `recovery_grace` seconds before they are handed out, because a
 start the restart cut short still holds one until Docker releases its address.
 A port is taken from the pool under a lock, so no address is handed out twice.
+An address asked for by name (`--ip`) bypasses the pool; if an idle pool port
+holds it, the pool gives that port up to be deleted.
 """
 from __future__ import annotations
 
@@ -84,6 +86,29 @@ class PortPool:
         self._delete([port])
         return None
 
+    def claim(self, port: Port) -> bool:
+        """Take an idle pool port out of the pool because its address was asked for by name
+        (`--ip`); the caller deletes it. A port still being made by a refill in flight is
+        waited for; a recovered one is never claimed within the grace period (a start that
+        the restart cut short may hold it). False: not an idle pool port of this plugin."""
+        if not self.enabled or port.device_id or port.name != naming.POOL_PORT_NAME \
+                or port.raw.get("description") != naming.pool_description(self._owner):
+            return False
+        with self._lock:
+            pool = self._pools.get(port.network_id)
+            refill = pool.refill if pool is not None else None
+        if refill is not None and all(p.id != port.id for p in pool.ready):
+            wait([refill], timeout=REFILL_WAIT)
+        with self._lock:
+            pool = self._pools.get(port.network_id)
+            if pool is None or time.monotonic() < pool.not_before:
+                return False
+            kept = [p for p in pool.ready if p.id != port.id]
+            claimed, pool.ready = len(kept) < len(pool.ready), kept
+        if claimed:
+            self._refill_soon(port.network_id)
+        return claimed
+
     def forget(self, port_id: str) -> None:
         """The port was released or deleted elsewhere: never hand it out."""
         with self._lock:
@@ -127,6 +152,12 @@ class PortPool:
                 if count <= 0:
                     break
                 ports = self._create(network_id, subnet_ids, count)
+                if not ports:
+                    # none came out bound (ML2 fails to bind here?): stop rather than create
+                    # and delete in a loop; the next start that finds the pool short retries
+                    LOG.warning("port pool of network %s: no port of a batch of %d was bound to this "
+                                "host; refill stopped until the next start", network_id, count)
+                    break
                 made += len(ports)
                 with self._lock:
                     current = self._pools.get(network_id)

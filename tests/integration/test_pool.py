@@ -78,6 +78,23 @@ def test_fixed_ip_bypasses_the_pool(pooled, neutron):
     docker.delete_network(net)
 
 
+def test_an_address_held_by_an_idle_pool_port_is_given_up_to_a_fixed_ip(pooled, neutron):
+    """`--ip` of an address that a random pool port happens to hold: the pool gives it up."""
+    _, log, docker, _ = pooled
+    net = docker.create_network("10.77.0.0/24")
+    net_id = _neutron_net_id(neutron, net["id"])
+    host.wait_for(lambda: re.search(rf"port pool of network {net_id}: \d+ ports created, [4-9]\d* ready",
+                                    open(log).read()), timeout=30, what="the pool's own count of ready ports")
+    idle = _pool_ports(neutron, net_id)[0]
+    address = idle["fixed_ips"][0]["ip_address"]
+    ep = docker.start(net, address=address)
+    assert ep["address"] == f"{address}/24"
+    assert f"DELETE /ports/{idle['id']} 204" in _calls_for(log, "IpamDriver.RequestAddress", f"Address={address}")
+    assert idle["id"] not in {p["id"] for p in neutron.get("/ports", params={"network_id": net_id}).json()["ports"]}
+    docker.stop(ep)
+    docker.delete_network(net)
+
+
 def test_restart_finds_the_pool_and_parallel_starts_never_share_a_port(pooled, neutron, unique):
     name, log, docker, start = pooled
     net = docker.create_network("10.66.0.0/24")

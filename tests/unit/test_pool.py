@@ -4,7 +4,7 @@ from __future__ import annotations
 import threading
 from unittest.mock import MagicMock
 
-from kuryr_cnm import config
+from kuryr_cnm import config, naming
 from kuryr_cnm.neutron import FixedIP, Port
 from kuryr_cnm.pool import PortPool
 
@@ -46,3 +46,104 @@ def test_drain_waits_for_a_refill_in_flight_and_leaves_none_of_its_ports():
     finally:
         finish_create.set()
         pool.close()
+
+
+def _enabled_pool(client, grace: int = 0) -> PortPool:
+    conf = config.load()
+    conf.set_override("enabled", True, group="vif_pool")
+    conf.set_override("recovery_grace", grace, group="vif_pool")
+    return PortPool(conf, client)
+
+
+def _mine(pool: PortPool, i: int) -> Port:
+    """A pool port as this plugin creates it (its description names the pool's owner)."""
+    port = _pool_port(i)
+    return Port(**{**port.__dict__, "raw": {"description": naming.pool_description(pool._owner)}})
+
+
+def test_an_address_asked_for_by_name_is_claimed_from_an_idle_pool_port():
+    client = MagicMock()
+    client.create_ports.return_value = []
+    pool = _enabled_pool(client)
+    try:
+        ports = [_mine(pool, i) for i in range(1, 4)]
+        client.list_ports.return_value = ports
+        assert pool.recover() == 3
+        assert pool.claim(ports[1]) is True
+        assert pool.port_ids() == {ports[0].id, ports[2].id}
+        assert pool.claim(ports[1]) is False, "claimed twice"
+    finally:
+        pool.close()
+
+
+def test_only_idle_pool_ports_of_this_plugin_are_claimed():
+    client = MagicMock()
+    client.create_ports.return_value = []
+    pool = _enabled_pool(client)
+    try:
+        port = _mine(pool, 1)
+        client.list_ports.return_value = [port]
+        pool.recover()
+        foreign = Port(**{**port.__dict__, "raw": {"description": "kuryr-cnm port pool of other@host"}})
+        in_use = Port(**{**port.__dict__, "device_id": "endpoint"})
+        assert pool.claim(foreign) is False and pool.claim(in_use) is False
+        assert pool.port_ids() == {port.id}
+    finally:
+        pool.close()
+
+
+def test_recovered_ports_are_not_claimed_within_the_grace_period():
+    """A start cut short by the restart may still hold a recovered port until Docker releases it."""
+    client = MagicMock()
+    client.create_ports.return_value = []
+    pool = _enabled_pool(client, grace=60)
+    try:
+        port = _mine(pool, 1)
+        client.list_ports.return_value = [port]
+        pool.recover()
+        assert pool.claim(port) is False and pool.port_ids() == {port.id}
+    finally:
+        pool.close()
+
+
+def test_a_claim_waits_for_the_refill_that_is_making_the_port():
+    client = MagicMock()
+    in_create, finish_create = threading.Event(), threading.Event()
+    pool = _enabled_pool(client)
+    made = [_mine(pool, i) for i in range(1, 5)]
+
+    def slow_bulk_create(bodies):
+        in_create.set()
+        assert finish_create.wait(10)
+        return made[:len(bodies)]
+    client.create_ports.side_effect = slow_bulk_create
+    try:
+        pool.prepare("net", ["sub"])
+        assert in_create.wait(10)
+        result: list[bool] = []
+        claiming = threading.Thread(target=lambda: result.append(pool.claim(made[2])))
+        claiming.start()
+        claiming.join(0.3)
+        assert claiming.is_alive(), "the claim gave up while the port was being made"
+        finish_create.set()
+        claiming.join(10)
+        assert result == [True] and made[2].id not in pool.port_ids()
+    finally:
+        finish_create.set()
+        pool.close()
+
+
+def test_a_refill_whose_ports_never_bind_stops_instead_of_looping():
+    """Every port of a batch unbound (ML2 cannot bind to this host): the refill created and
+    deleted ports in a tight loop, forever."""
+    client = MagicMock()
+    unbound = [Port(**{**_pool_port(i).__dict__, "vif_type": "binding_failed"}) for i in range(1, 5)]
+    client.create_ports.side_effect = lambda bodies: unbound[:len(bodies)]
+    client.get_port.side_effect = lambda port_id: next(p for p in unbound if p.id == port_id)
+    pool = _enabled_pool(client)
+    try:
+        pool.prepare("net", ["sub"])
+    finally:
+        pool.close()  # waits for the refill: it must end
+    assert client.create_ports.call_count == 1
+    assert {c.args[0] for c in client.delete_port.call_args_list} == {p.id for p in unbound}
