@@ -34,7 +34,9 @@ def find(neutron: Any, made: Made, carved_networks: Iterable[str]) -> dict[str, 
                 if n["id"] in subnet_nets or n["id"] in carved_networks or tags & set(n.get("tags") or ())]
     net_ids = {n["id"] for n in networks}
     ports = [p for p in get("/ports", "ports")
-             if p["network_id"] in net_ids or p["id"] in made.port_ids or p.get("device_id") in made.docker_ids
+             if p["network_id"] in net_ids or p["id"] in made.port_ids
+             # a fuzzed id may be "": it must not claim every port that has no device_id
+             or (p.get("device_id") and p["device_id"] in made.docker_ids)
              or any(_in_ranges(f["ip_address"]) for f in p.get("fixed_ips") or ())]
     groups = {pid + "-exposed_ports" for pid in made.port_ids | {p["id"] for p in ports}}
     links = host.host_links() | host.ovs_ports()
