@@ -96,8 +96,10 @@ class PortPool:
             return False
         with self._lock:
             pool = self._pools.get(port.network_id)
-            refill = pool.refill if pool is not None else None
-        if refill is not None and all(p.id != port.id for p in pool.ready):
+            refill = None
+            if pool is not None and all(p.id != port.id for p in pool.ready):
+                refill = pool.refill  # the port may be in the batch being made
+        if refill is not None:
             wait([refill], timeout=REFILL_WAIT)
         with self._lock:
             pool = self._pools.get(port.network_id)
