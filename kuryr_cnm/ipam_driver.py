@@ -318,10 +318,7 @@ class IpamDriver:
             self._wait_released(subnet.network_id, address)
             existing = self._client.list_ports(network_id=subnet.network_id,
                                                fixed_ips=f"ip_address={address}")
-            if existing and self._pool.claim(existing[0]):
-                # an idle pool port holds the address asked for: it gives the address up
-                self._client.delete_port(existing[0].id)
-            elif existing:
+            if existing and not self._pool.give_up(existing[0]):  # an idle pool port gives it up
                 return self._adopt(existing[0], address)
         if subnet.ip_version == 6:
             port = self._pairing.take(subnet.network_id)

@@ -12,7 +12,7 @@ Found ports wait `recovery_grace` seconds before they are handed out, because a
 start the restart cut short still holds one until Docker releases its address.
 A port is taken from the pool under a lock, so no address is handed out twice.
 An address asked for by name (`--ip`) bypasses the pool; if an idle pool port
-holds it, the pool gives that port up to be deleted.
+holds it, the pool deletes that port to give the address up.
 """
 from __future__ import annotations
 
@@ -86,13 +86,12 @@ class PortPool:
         self._delete([port])
         return None
 
-    def claim(self, port: Port) -> bool:
-        """Take an idle pool port out of the pool because its address was asked for by name
-        (`--ip`); the caller deletes it. A port still being made by a refill in flight is
-        waited for; a recovered one is never claimed within the grace period (a start that
-        the restart cut short may hold it). False: not an idle pool port of this plugin."""
-        if not self.enabled or port.device_id or port.name != naming.POOL_PORT_NAME \
-                or port.raw.get("description") != naming.pool_description(self._owner):
+    def give_up(self, port: Port) -> bool:
+        """Delete an idle pool port because its address was asked for by name (`--ip`). A
+        port that a refill in flight is still making is waited for; a recovered one is kept
+        within the grace period (a start that the restart cut short may hold it). False: not
+        an idle pool port of this plugin, and nothing was done."""
+        if not self.enabled or not self._is_mine(port):
             return False
         with self._lock:
             pool = self._pools.get(port.network_id)
@@ -106,10 +105,16 @@ class PortPool:
             if pool is None or time.monotonic() < pool.not_before:
                 return False
             kept = [p for p in pool.ready if p.id != port.id]
-            claimed, pool.ready = len(kept) < len(pool.ready), kept
-        if claimed:
+            idle, pool.ready = len(kept) < len(pool.ready), kept
+        if idle:
+            self._client.delete_port(port.id)  # a failure reaches the caller: its request fails
             self._refill_soon(port.network_id)
-        return claimed
+        return idle
+
+    def _is_mine(self, port: Port) -> bool:
+        """Made by this plugin's pool and, as Neutron lists it, never handed out."""
+        return (not port.device_id and port.name == naming.POOL_PORT_NAME
+                and port.raw.get("description") == naming.pool_description(self._owner))
 
     def forget(self, port_id: str) -> None:
         """The port was released or deleted elsewhere: never hand it out."""
@@ -239,7 +244,7 @@ class PortPool:
             return 0
         ports = self._client.list_ports(name=naming.POOL_PORT_NAME, device_owner=naming.DEVICE_OWNER,
                                         **{"binding:host_id": self._host})
-        mine = [p for p in ports if not p.device_id and p.raw.get("description") == naming.pool_description(self._owner)]
+        mine = [p for p in ports if self._is_mine(p)]
         not_before = time.monotonic() + self._grace
         with self._lock:
             for port in mine:

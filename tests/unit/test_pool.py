@@ -61,7 +61,7 @@ def _mine(pool: PortPool, i: int) -> Port:
     return Port(**{**port.__dict__, "raw": {"description": naming.pool_description(pool._owner)}})
 
 
-def test_an_address_asked_for_by_name_is_claimed_from_an_idle_pool_port():
+def test_an_idle_pool_port_is_deleted_for_an_address_asked_for_by_name():
     client = MagicMock()
     client.create_ports.return_value = []
     pool = _enabled_pool(client)
@@ -69,14 +69,15 @@ def test_an_address_asked_for_by_name_is_claimed_from_an_idle_pool_port():
         ports = [_mine(pool, i) for i in range(1, 4)]
         client.list_ports.return_value = ports
         assert pool.recover() == 3
-        assert pool.claim(ports[1]) is True
+        assert pool.give_up(ports[1]) is True
+        client.delete_port.assert_called_once_with(ports[1].id)
         assert pool.port_ids() == {ports[0].id, ports[2].id}
-        assert pool.claim(ports[1]) is False, "claimed twice"
+        assert pool.give_up(ports[1]) is False, "given up twice"
     finally:
         pool.close()
 
 
-def test_only_idle_pool_ports_of_this_plugin_are_claimed():
+def test_only_idle_pool_ports_of_this_plugin_are_given_up():
     client = MagicMock()
     client.create_ports.return_value = []
     pool = _enabled_pool(client)
@@ -86,13 +87,13 @@ def test_only_idle_pool_ports_of_this_plugin_are_claimed():
         pool.recover()
         foreign = Port(**{**port.__dict__, "raw": {"description": "kuryr-cnm port pool of other@host"}})
         in_use = Port(**{**port.__dict__, "device_id": "endpoint"})
-        assert pool.claim(foreign) is False and pool.claim(in_use) is False
-        assert pool.port_ids() == {port.id}
+        assert pool.give_up(foreign) is False and pool.give_up(in_use) is False
+        assert pool.port_ids() == {port.id} and not client.delete_port.called
     finally:
         pool.close()
 
 
-def test_recovered_ports_are_not_claimed_within_the_grace_period():
+def test_recovered_ports_are_kept_within_the_grace_period():
     """A start cut short by the restart may still hold a recovered port until Docker releases it."""
     client = MagicMock()
     client.create_ports.return_value = []
@@ -101,12 +102,12 @@ def test_recovered_ports_are_not_claimed_within_the_grace_period():
         port = _mine(pool, 1)
         client.list_ports.return_value = [port]
         pool.recover()
-        assert pool.claim(port) is False and pool.port_ids() == {port.id}
+        assert pool.give_up(port) is False and pool.port_ids() == {port.id} and not client.delete_port.called
     finally:
         pool.close()
 
 
-def test_a_claim_waits_for_the_refill_that_is_making_the_port():
+def test_giving_up_waits_for_the_refill_that_is_making_the_port():
     client = MagicMock()
     in_create, finish_create = threading.Event(), threading.Event()
     pool = _enabled_pool(client)
@@ -121,12 +122,12 @@ def test_a_claim_waits_for_the_refill_that_is_making_the_port():
         pool.prepare("net", ["sub"])
         assert in_create.wait(10)
         result: list[bool] = []
-        claiming = threading.Thread(target=lambda: result.append(pool.claim(made[2])))
-        claiming.start()
-        claiming.join(0.3)
-        assert claiming.is_alive(), "the claim gave up while the port was being made"
+        giving_up = threading.Thread(target=lambda: result.append(pool.give_up(made[2])))
+        giving_up.start()
+        giving_up.join(0.3)
+        assert giving_up.is_alive(), "it answered while the port was being made"
         finish_create.set()
-        claiming.join(10)
+        giving_up.join(10)
         assert result == [True] and made[2].id not in pool.port_ids()
     finally:
         finish_create.set()
