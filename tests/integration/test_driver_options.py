@@ -9,7 +9,6 @@ Address ranges of this file: 10.60.0.0/16-10.69.0.0/16 and fd00:60::/32 (other f
 from __future__ import annotations
 
 import contextlib
-import copy
 import ipaddress
 import json
 import os
@@ -29,70 +28,9 @@ pytestmark = pytest.mark.usefixtures("no_leaks")
 EXPOSED_PORTS = "com.docker.network.endpoint.exposedports"
 
 
-class TrackedDocker(DockerLike):
-    """DockerLike that remembers the pools, networks and endpoints it made, so that they are
-    torn down after a failed test too. The plugin's teardown calls are idempotent, so
-    repeating them after the test's own teardown changes nothing."""
-
-    def __init__(self, plugin: PluginClient) -> None:
-        super().__init__(plugin)
-        self.pools: list[str] = []
-        self.network_ids: list[str] = []
-        self.endpoints: list[dict] = []
-        self._held: list[dict] | None = None
-
-    @contextlib.contextmanager
-    def concurrent_creates(self):
-        """Two `docker network create`s at once: dockerd locks per network only, so both
-        RequestPools can come before both CreateNetworks. The CreateNetwork calls made
-        in this block are sent, in order, when it ends."""
-        self._held = []
-        try:
-            yield
-        finally:
-            held, self._held = self._held, None
-            for body in held:
-                self.ok("NetworkDriver.CreateNetwork", body)
-
-    def ok(self, method: str, body=None) -> dict:
-        if method == "NetworkDriver.CreateNetwork":
-            if self._held is not None:
-                self._held.append(body)
-                return {}
-            self.network_ids.append(body["NetworkID"])
-        answer = super().ok(method, body)
-        if method == "IpamDriver.RequestPool":
-            self.pools.append(answer["PoolID"])
-        return answer
-
-    def start(self, net: dict, address: str = "", address6: str = "") -> dict:
-        ep = super().start(net, address, address6)
-        self.endpoints.append(ep)
-        return ep
-
-    def worker(self, plugin: PluginClient) -> "TrackedDocker":
-        """The same bookkeeping over another connection (one per thread)."""
-        other = copy.copy(self)
-        other.plugin = plugin
-        return other
-
-    def teardown(self) -> None:
-        undo = [lambda ep=ep: self.stop(ep) for ep in reversed(self.endpoints)]
-        undo += [lambda p=p: self.ok("IpamDriver.ReleasePool", {"PoolID": p}) for p in reversed(self.pools)]
-        undo += [lambda n=n: self.ok("NetworkDriver.DeleteNetwork", {"NetworkID": n})
-                 for n in reversed(self.network_ids)]
-        for action in undo:
-            with contextlib.suppress(Exception):  # best effort: no_leaks reports what stays
-                action()
-
-
 @pytest.fixture
-def docker(plugin, cleanup):
-    """Docker's calls; depends on `cleanup` so that its teardown runs before the
-    pre-created Neutron resources are deleted."""
-    tracked = TrackedDocker(plugin)
-    yield tracked
-    tracked.teardown()
+def docker(docker_like: DockerLike) -> DockerLike:
+    return docker_like
 
 
 # --- Neutron and host helpers -----------------------------------------------------

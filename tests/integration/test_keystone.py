@@ -15,6 +15,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -113,13 +114,15 @@ def token_watch():
 
 
 @pytest.fixture
-def watched_plugin(extra_plugin, token_watch, unique) -> DockerLike:
+def watched_plugin(extra_plugin, token_watch, unique) -> Iterator[DockerLike]:
     """A kuryr-cnm from kuryr-keystone.conf whose Keystone requests go through the watch."""
     name = f"kcnmks{unique}"
     path = urlsplit(AUTH_URL).path
     extra_plugin(name, {"neutron": {"auth_url": f"http://{token_watch.netloc}{path}"}})
     client = PluginClient(f"/run/docker/plugins/{name}.sock", timeout=60)
-    yield DockerLike(client)
+    docker = DockerLike(client)
+    yield docker
+    docker.teardown()  # before extra_plugin stops the plugin: a failed test leaves nothing
     client.close()
 
 

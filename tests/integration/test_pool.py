@@ -36,7 +36,10 @@ def pooled(extra_plugin, unique):
     name = f"kcnmpool{unique}"
     log = extra_plugin(name, POOL)
     client = PluginClient(f"/run/docker/plugins/{name}.sock", timeout=60)
-    yield name, log, DockerLike(client), extra_plugin
+    docker = DockerLike(client)
+    yield name, log, docker, extra_plugin
+    docker.teardown()  # before extra_plugin stops the plugin: a failed test leaves nothing
+    docker.plugin.close()
     client.close()
 
 
@@ -116,7 +119,7 @@ def test_restart_finds_the_pool_and_parallel_starts_never_share_a_port(pooled, n
     def one(_: int) -> dict:
         client = PluginClient(f"/run/docker/plugins/{name}.sock", timeout=120)
         try:
-            return DockerLike(client).start(net)
+            return docker.worker(client).start(net)
         finally:
             client.close()
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
