@@ -11,6 +11,8 @@ import shlex
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 DOCKER_CLI = "/usr/bin/docker"
@@ -23,6 +25,30 @@ NEUTRON_CLOUD = "aio"
 # The kuryr.conf extra plugins and `kuryr-cnm gc` start from: the stack's, or under
 # `make test-keystone` kuryr-keystone.conf (keystoneauth password options instead of a cloud).
 KURYR_CONF = os.environ.get("KURYR_TEST_CONF") or "/opt/kuryr-cnm/etc/kuryr.conf"
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    ppid: int
+    state: str  # "Z": a zombie (this machine's PID 1 reaps no orphan), dead however it looks
+    argv: tuple[str, ...]
+
+
+def processes() -> dict[int, Process]:
+    """Every process on the host, from /proc (one may exit while it is read: it is left out)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the command name in (...) may hold spaces
+        found[int(entry.name)] = Process(int(entry.name), int(fields[1]), fields[0], tuple(a for a in argv if a))
+    return found
 
 
 def run(cmd: Sequence[str] | str, *, check: bool = True, timeout: float = 60,

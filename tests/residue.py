@@ -29,38 +29,21 @@ ID_UH_TAG = "kuryr.net.uuid.uh:"
 OWNER_MARKS = ("created by kuryr-cnm ", "kuryr-cnm port pool of ")
 
 
-def _processes() -> dict[int, tuple[int, list[str]]]:
-    """pid -> (ppid, argv) of every live (not zombie) process."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            out[int(entry.name)] = (int(fields[1]), [a for a in argv if a])
-    return out
-
-
-def _other_pytest_running(procs: dict[int, tuple[int, list[str]]]) -> bool:
+def _other_pytest_running(procs: dict[int, host.Process]) -> bool:
     ours, pid = set(), os.getpid()
     while pid in procs and pid not in ours:
         ours.add(pid)
-        pid = procs[pid][0]
-    return any(pid not in ours and any(a.endswith("pytest") or a == "pytest" for a in argv[:3])
-               for pid, (_, argv) in procs.items())
+        pid = procs[pid].ppid
+    return any(pid not in ours and any(a.endswith("pytest") or a == "pytest" for a in p.argv[:3])
+               for pid, p in procs.items())
 
 
-def _live_plugins(procs: dict[int, tuple[int, list[str]]]) -> set[str]:
+def _live_plugins(procs: dict[int, host.Process]) -> set[str]:
     """Names of the kuryr-cnm plugins running here (a test plugin's config is <name>.conf)."""
     names = set()
-    for _, argv in procs.values():
-        if any("kuryr-cnm" in a or "kuryr_cnm" in a for a in argv[:3]):
-            names.update(Path(a).stem for a in argv if a.endswith(".conf"))
+    for p in procs.values():
+        if any("kuryr-cnm" in a or "kuryr_cnm" in a for a in p.argv[:3]):
+            names.update(Path(a).stem for a in p.argv if a.endswith(".conf"))
     return names
 
 
@@ -118,7 +101,7 @@ def _delete(neutron: Any, path: str, item: dict[str, Any], swept: list[str]) -> 
 
 def sweep(neutron: Any) -> list[str]:
     """Remove an interrupted run's residue (see the module's docstring); returns what went."""
-    procs = _processes()
+    procs = {pid: p for pid, p in host.processes().items() if p.state != "Z"}
     if _other_pytest_running(procs):
         return []
     swept: list[str] = []

@@ -38,21 +38,14 @@ QUIET = {"DEFAULT": {"reconcile_interval": "0"}}
 
 def _pid_of(conf_name: str) -> int:
     """The plugin's process: extra_plugin starts `kuryr-cnm serve --config-file <tmp>/<name>.conf`."""
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and conf_name in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                return int(entry.name)
-        except OSError:
-            continue
-    raise AssertionError(f"no process runs with {conf_name}")
+    found = [p.pid for p in host.processes().values() if any(conf_name in a for a in p.argv)]
+    assert found, f"no process runs with {conf_name}"
+    return found[0]
 
 
 def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status  # a crashed child stays a zombie until the fixture reaps it
+    process = host.processes().get(pid)
+    return process is not None and process.state != "Z"  # a crashed child stays a zombie until reaped
 
 
 @pytest.fixture

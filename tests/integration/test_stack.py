@@ -98,14 +98,8 @@ def _stack_pids() -> set[int]:
     pidfiles += ["/var/run/docker.pid", "/var/run/docker26.pid"]
     roots = {int(open(f).read().strip()) for f in pidfiles if os.path.exists(f)}
     children: dict[int, set[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = open(f"/proc/{entry}/stat").read()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, set()).add(int(entry))
+    for process in host.processes().values():
+        children.setdefault(process.ppid, set()).add(process.pid)
     pids, todo = set(), list(roots)
     while todo:
         pid = todo.pop()
