@@ -10,6 +10,7 @@ import socketserver
 import ssl
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -22,6 +23,9 @@ from kuryr_cnm import app, config, errors, nested, redact, server
 LOG = logging.getLogger("kuryr_cnm")
 
 DEFAULT_CONFIG_FILE = "/etc/kuryr/kuryr.conf"
+# How long a stop may take: background Neutron writes get 30 s to land (DeferredWrites.drain),
+# the OVSDB connection 10 s to close, and a margin. Past it, the process exits anyway.
+SHUTDOWN_WAIT = 45.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,13 +116,32 @@ def serve(conf: cfg.ConfigOpts) -> int:
     stop.wait()
     srv.shutdown()
     srv.server_close()
-    plugin.close()
     parts = urlsplit(uri)
-    if parts.scheme == "unix":
+    if parts.scheme == "unix":  # gone at once: Docker stops dialing a plugin that is leaving
         _unlink_quietly(parts.path)
     if spec_file:
         _unlink_quietly(spec_file)
+    if not close_within(plugin, SHUTDOWN_WAIT):
+        logging.shutdown()
+        os._exit(0)  # interpreter exit would wait for the stuck worker threads too
     return 0
+
+
+def close_within(plugin: Any, seconds: float) -> bool:
+    """plugin.close(), given `seconds`: a stop that hangs (a Neutron write, an OVSDB connect
+    in flight) keeps an operator's restart and Docker waiting. False, after logging where it
+    is stuck, if it did not finish; what it left is repaired by the reconciler after restart."""
+    closing = threading.Thread(target=plugin.close, name="shutdown", daemon=True)
+    closing.start()
+    closing.join(seconds)
+    if not closing.is_alive():
+        return True
+    frame = sys._current_frames().get(closing.ident or 0)
+    stack = traceback.extract_stack(frame)[-8:] if frame is not None else []
+    where = " <- ".join(f"{f.name} ({os.path.basename(f.filename)}:{f.lineno})" for f in reversed(stack))
+    LOG.warning("shutdown: still closing after %.0f s, in %s; exiting anyway (the reconciler repairs "
+                "what is left at the next start)", seconds, where or "an unknown place")
+    return False
 
 
 def _check_port_driver(driver: nested.NestedDriver | None) -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -50,7 +51,39 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path):
         client.close()
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=cli.SHUTDOWN_WAIT + 15)
     assert proc.returncode == 0, out
     assert not sock.exists(), "the socket is removed on shutdown"
     assert "serving plugin 'kuryr'" in out
+
+
+def test_a_stop_that_hangs_is_given_up_and_says_where(caplog):
+    """A close stuck in a background step (a Neutron write, an OVSDB connect) must not keep the
+    process from exiting; it happened once in `make test` with no clue where."""
+    release = threading.Event()
+
+    class StuckPlugin:
+        def close(self) -> None:
+            self._wait_for_ovsdb()
+
+        def _wait_for_ovsdb(self) -> None:
+            release.wait(10)
+
+    try:
+        with caplog.at_level("WARNING", logger="kuryr_cnm"):
+            assert cli.close_within(StuckPlugin(), 0.2) is False
+        assert "still closing after 0 s, in wait (" in caplog.text
+        assert "<- _wait_for_ovsdb (test_cli.py:" in caplog.text
+        assert 'File "/' not in caplog.text
+    finally:
+        release.set()
+
+
+def test_a_stop_that_finishes_in_time_is_waited_for():
+    closed = []
+
+    class Plugin:
+        def close(self) -> None:
+            closed.append(True)
+
+    assert cli.close_within(Plugin(), 5) is True and closed == [True]
