@@ -11,7 +11,7 @@ import ssl
 import sys
 import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,24 +114,27 @@ def serve(conf: cfg.ConfigOpts) -> int:
     server.serve_in_thread(srv)
     plugin.start_background()
     stop.wait()
-    srv.shutdown()
-    srv.server_close()
     parts = urlsplit(uri)
     if parts.scheme == "unix":  # gone at once: Docker stops dialing a plugin that is leaving
         _unlink_quietly(parts.path)
     if spec_file:
         _unlink_quietly(spec_file)
-    if not close_within(plugin, SHUTDOWN_WAIT):
+
+    def close() -> None:
+        srv.shutdown()
+        srv.server_close()
+        plugin.close()
+    if not close_within(close, SHUTDOWN_WAIT):
         logging.shutdown()
         os._exit(0)  # interpreter exit would wait for the stuck worker threads too
     return 0
 
 
-def close_within(plugin: Any, seconds: float) -> bool:
-    """plugin.close(), given `seconds`: a stop that hangs (a Neutron write, an OVSDB connect
-    in flight) keeps an operator's restart and Docker waiting. False, after logging where it
+def close_within(close: Callable[[], None], seconds: float) -> bool:
+    """close(), given `seconds`: a stop that hangs (a Neutron write, an OVSDB connect in
+    flight) keeps an operator's restart and Docker waiting. False, after logging where it
     is stuck, if it did not finish; what it left is repaired by the reconciler after restart."""
-    closing = threading.Thread(target=plugin.close, name="shutdown", daemon=True)
+    closing = threading.Thread(target=close, name="shutdown", daemon=True)
     closing.start()
     closing.join(seconds)
     if not closing.is_alive():

@@ -71,7 +71,7 @@ def test_a_stop_that_hangs_is_given_up_and_says_where(caplog):
 
     try:
         with caplog.at_level("WARNING", logger="kuryr_cnm"):
-            assert cli.close_within(StuckPlugin(), 0.2) is False
+            assert cli.close_within(StuckPlugin().close, 0.2) is False
         assert "still closing after 0 s, in wait (" in caplog.text
         assert "<- _wait_for_ovsdb (test_cli.py:" in caplog.text
         assert 'File "/' not in caplog.text
@@ -86,4 +86,4 @@ def test_a_stop_that_finishes_in_time_is_waited_for():
         def close(self) -> None:
             closed.append(True)
 
-    assert cli.close_within(Plugin(), 5) is True and closed == [True]
+    assert cli.close_within(Plugin().close, 5) is True and closed == [True]
