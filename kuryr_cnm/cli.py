@@ -115,7 +115,7 @@ def serve(conf: cfg.ConfigOpts) -> int:
     plugin.start_background()
     # Not a bare stop.wait(): a signal that arrives just before the main thread blocks in the
     # lock's sem_wait() is recorded but its Python handler waits until that thread wakes, so
-    # the stop never came (seen once in make test: all threads still serving 75 min after
+    # the stop never came (seen once in make test: all threads still serving 30 min after
     # SIGTERM). Waking every second runs the pending handler.
     while not stop.wait(1.0):
         pass
