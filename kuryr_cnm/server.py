@@ -29,8 +29,13 @@ from kuryr_cnm import errors, redact
 LOG = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
-# Docker never sends bodies near this size; a larger one is refused, not read.
+# Docker never sends bodies near this size; a larger one is refused, not decoded.
 MAX_BODY = 1 << 20
+# What a refused request may still send after its answer is read and thrown away, this much and
+# this long at most (see _RequestHandler._linger): a client sending without end holds its thread
+# only so long.
+DRAIN_MAX_BYTES = 64 << 20
+DRAIN_SECONDS = 5.0
 DEFAULT_PORT = 23750  # kuryr-libnetwork's
 # A client that connects and never completes the TLS handshake holds only its own thread this long.
 HANDSHAKE_TIMEOUT = 10.0
@@ -90,17 +95,27 @@ class _RequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: "_ServerMixin"
 
+    def handle(self) -> None:
+        self._unread_input = False  # set by a refusal that leaves the client's input unread
+        super().handle()
+        if self._unread_input:
+            self._linger()
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         started = time.monotonic()
         method = self.path.lstrip("/").split("?", 1)[0]
+        if self.headers.get("Transfer-Encoding") is not None:
+            # Docker sends a Content-Length; read as empty, a chunked body would run the call
+            # without its arguments and its chunks would be parsed as the next request
+            self._refuse(HTTPStatus.LENGTH_REQUIRED,
+                         f"{method[:80]}: chunked bodies are not accepted; send a Content-Length")
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            # the body is left unread, so the connection cannot carry another request
-            self.close_connection = True
-            self._reply(HTTPStatus.BAD_REQUEST, {"Err": f"{method[:80]}: bad Content-Length"})
+            self._refuse(HTTPStatus.BAD_REQUEST, f"{method[:80]}: bad Content-Length")
             return
         raw = self.rfile.read(length) if length else b""
         status, body = self.server.router.dispatch(method, raw)
@@ -108,16 +123,57 @@ class _RequestHandler(BaseHTTPRequestHandler):
         LOG.debug("%s -> %d in %.1f ms", method, status, (time.monotonic() - started) * 1000)
 
     def do_GET(self) -> None:  # noqa: N802
-        self._reply(HTTPStatus.METHOD_NOT_ALLOWED,
-                    {"Err": "Docker plugin calls are POST /<Subsystem>.<Method>"})
+        err = "Docker plugin calls are POST /<Subsystem>.<Method>"
+        if self.headers.get("Transfer-Encoding") is not None or (self.headers.get("Content-Length") or "0") != "0":
+            self._refuse(HTTPStatus.METHOD_NOT_ALLOWED, err)  # its body is not read
+            return
+        self._reply(HTTPStatus.METHOD_NOT_ALLOWED, {"Err": err})
 
     do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET  # noqa: N815
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own refusals (unknown verb, bad request line, oversized headers) as
         # JSON with an Err like every other answer, not its HTML page
-        self.close_connection = True
-        self._reply(code, {"Err": message or HTTPStatus(code).phrase})
+        self._refuse(code, message or HTTPStatus(code).phrase)
+
+    def _refuse(self, status: int, err: str) -> None:
+        """Answer a request whose input is left unread, and end the connection after it."""
+        self.close_connection = True  # the unread rest cannot be told from a next request
+        self._unread_input = True
+        self._reply(status, {"Err": err})
+
+    def _linger(self) -> None:
+        """Half-close, then read and discard what the client still sends, within bounds.
+
+        A refused request's body is still arriving when its answer goes out. Closing a socket
+        with input unread makes the kernel reset the connection: the client, still writing its
+        body, gets a broken pipe or a reset instead of reading the answer (and over TCP the reset
+        can discard the answer from its buffer). So the answer goes out, then EOF (SHUT_WR), and
+        the rest of the body is read until the client closes, DRAIN_MAX_BYTES are read or
+        DRAIN_SECONDS pass, whichever comes first."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+        except OSError:
+            return  # the client is gone: nothing to read, nobody to answer
+        deadline = time.monotonic() + DRAIN_SECONDS
+        left = DRAIN_MAX_BYTES
+        try:
+            while left > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.connection.settimeout(remaining)
+                # rfile first hands over what it already buffered past the request's headers
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    break  # the client closed: a close now resets nothing
+                left -= len(chunk)
+        except OSError:  # the time is up (TimeoutError), or the client reset the connection
+            pass
+        if left <= 0 or time.monotonic() >= deadline:
+            LOG.debug("stopped reading a refused request from %s after %d bytes",
+                      self.address_string(), DRAIN_MAX_BYTES - left)
 
     def _reply(self, status: int, body: Mapping[str, Any]) -> None:
         data = json.dumps(body).encode()

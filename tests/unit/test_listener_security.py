@@ -107,6 +107,21 @@ def test_a_silent_client_does_not_block_others(tls_server, pki):
         assert _post(tls_server, _client_ctx(pki), "Plugin.Activate")[0] == 200
 
 
+def test_an_oversized_body_over_tls_gets_its_refusal(tls_server, pki):
+    """The refusal reaches a client still sending its body (the server drains it after the
+    answer); a close with the body unread reset the connection: a broken pipe, no answer."""
+    conn = http.client.HTTPSConnection("127.0.0.1", tls_server.server_address[1], context=_client_ctx(pki),
+                                       timeout=10)
+    body = b" " * (server.MAX_BODY + (16 << 20))
+    try:
+        conn.request("POST", "/Test.Echo", body=body, headers=dict(DOCKER_HEADERS, **{"Content-Length": str(len(body))}))
+        resp = conn.getresponse()
+        assert resp.status == 400 and "Content-Length" in json.loads(resp.read())["Err"]
+    finally:
+        conn.close()
+    assert _post(tls_server, _client_ctx(pki), "Plugin.Activate")[0] == 200
+
+
 def test_tls_below_1_2_is_not_offered(pki):
     ctx = server.tls_context(pki.server.cert, pki.server.key)
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
