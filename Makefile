@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 .PHONY: up down status wipe test test-unit test-integration test-e2e help
 
 help:
-	@echo "make up      install and start Neutron/OVN/OVS/MariaDB, dockerd 20.10 + 26, kuryr-cnm"
+	@echo "make up      install and start Neutron/OVN/OVS/MariaDB, dockerd 20.10 + 26 + 28, kuryr-cnm"
 	@echo "make test    make up, then unit, integration and e2e tests"
 	@echo "make test-keystone  the same tests, the plugin authenticating through a real Keystone"
 	@echo "make status  each piece of the stack up or down"

@@ -2,8 +2,8 @@
 real `docker` command, as a user would see it.
 
 Always Debian's /usr/bin/docker (20.10) against dockerd 20.10 on its default socket:
-/usr/local/bin/docker may be a newer CLI, and the stack's second engine (dockerd 26)
-is not benchmarked.
+/usr/local/bin/docker may be a newer CLI, and the stack's other engines (dockerd 26
+and 28) are not benchmarked.
 """
 from __future__ import annotations
 

@@ -180,8 +180,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Run {result['started']} → {result['finished']} ({result['duration_s']:.0f} s) on `{env['hostname']}`: "
         f"{env['cpus']} CPUs, load average {env['loadavg_start']} at the start, {env['loadavg_end']} at the end. "
-        f"dockerd {env['dockerd']} via `/usr/bin/docker` on `/var/run/docker.sock` only (the dockerd 26 engine is "
-        f"not benchmarked); Neutron 29 (ML2/OVN, userspace OVS) at http://127.0.0.1:9696.",
+        f"dockerd {env['dockerd']} via `/usr/bin/docker` on `/var/run/docker.sock` only (the dockerd 26 and 28 "
+        f"engines are not benchmarked); Neutron 29 (ML2/OVN, userspace OVS) at http://127.0.0.1:9696.",
         "",
         f"Versions: kuryr-cnm {env['kuryr_cnm']}; {env['kuryr_libnetwork']}.",
         "",

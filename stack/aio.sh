@@ -1,7 +1,7 @@
 #!/bin/bash
 # kuryr-cnm all-in-one stack: a real Neutron 29 (ML2/OVN, noauth) + OVN + OVS
-# (userspace datapath) + MariaDB, two dockerd engines, and kuryr-cnm serving as
-# Docker plugin 'kuryr'. Every TCP listener is on 127.0.0.1.
+# (userspace datapath) + MariaDB, three dockerd engines (20.10, 26.1, 28.5), and
+# kuryr-cnm serving as Docker plugin 'kuryr'. Every TCP listener is on 127.0.0.1.
 #
 #   aio.sh up       install what is missing, start what is not running (idempotent)
 #   aio.sh down     stop everything 'up' started (data kept)
@@ -64,7 +64,7 @@ do_install() {
     mkdir -p "$TOP" "$LOG" "$RUN" "$ETC"
     apt_install
     install_neutron_venv
-    install_docker26
+    install_docker_debs
     install_project_venv
 }
 
@@ -89,6 +89,7 @@ do_up() {
   Neutron API      $NEUTRON_URL  (openstack --os-cloud aio; /etc/openstack/clouds.yaml)
   Docker 20.10     docker -H unix://$DOCKER20_SOCK   (the default socket)
   Docker 26        docker -H unix://$DOCKER26_SOCK
+  Docker 28        $DOCKER28_ROOT/usr/bin/docker -H unix://$DOCKER28_SOCK   (its own CLI 28.5)
   kuryr-cnm        plugin '$PLUGIN_NAME' on $PLUGIN_SOCK, config $PLUGIN_CONF
   logs             $LOG/  (/var/log/openvswitch/, $OVN_LOG/ for OVS and OVN)
 EOF

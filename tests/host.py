@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import TypeVar
 
 DOCKER_CLI = "/usr/bin/docker"
-# name -> socket of the two engines `make up` starts
-ENGINES = {"docker20": "/var/run/docker.sock", "docker26": "/var/run/docker26.sock"}
+# name -> socket of the three engines `make up` starts (each one's pidfile: the socket's path, .pid)
+ENGINES = {"docker20": "/var/run/docker.sock", "docker26": "/var/run/docker26.sock",
+           "docker28": "/var/run/docker28.sock"}
+# Debian 12's CLI 20.10 drives 20.10 and 26; dockerd 28 its own CLI 28.5 (20.10's has no `--ipv4=false`)
+ENGINE_CLIS = {"docker28": "/opt/kuryr-cnm/docker28/usr/bin/docker"}
 PLUGIN_SOCKET = "/run/docker/plugins/kuryr.sock"
 T = TypeVar("T")
 TEST_IMAGE = "kuryr-test/busybox:latest"
@@ -131,7 +134,8 @@ def ovs_iface_external_ids(iface: str) -> dict[str, str]:
 # --- Docker -------------------------------------------------------------------
 
 def docker(engine: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return run([DOCKER_CLI, "-H", f"unix://{ENGINES[engine]}", *args], check=check, timeout=timeout)
+    cli = ENGINE_CLIS.get(engine, DOCKER_CLI)
+    return run([cli, "-H", f"unix://{ENGINES[engine]}", *args], check=check, timeout=timeout)
 
 
 def plugin_log_path() -> str:

@@ -8,7 +8,7 @@ after run, takes addresses from the test ranges, and makes the stack hard to rea
 Only test-made things go, and only while no other pytest runs on this host:
 * Docker containers and networks named kcnmt-* (networks only when their driver answers);
 * Neutron networks named kcnmt-*, and networks kuryr made (kuryr-net-*; never an adopted
-  one) whose Docker network exists on neither engine, with their ports, subnets and
+  one) whose Docker network exists on no engine, with their ports, subnets and
   kuryrPool-* subnetpools;
 * kuryrPool-* subnetpools no subnet uses;
 * ports a test plugin (kcnm*) made whose plugin process is gone.

@@ -13,6 +13,7 @@ STATE=$TOP/state
 NEUTRON_VENV=${NEUTRON_VENV:-$TOP/neutron-venv}
 PROJECT_VENV=${PROJECT_VENV:-$REPO/.venv}
 DOCKER26_ROOT=${DOCKER26_ROOT:-$TOP/docker26}
+DOCKER28_ROOT=${DOCKER28_ROOT:-$TOP/docker28}
 
 # The name OVN and Neutron know this host by; ports are bound to it.
 HOSTID=${HOSTID:-$(hostname)}
@@ -32,6 +33,8 @@ DOCKER20_SOCK=/var/run/docker.sock
 DOCKER20_PID=/var/run/docker.pid
 DOCKER26_SOCK=/var/run/docker26.sock
 DOCKER26_PID=/var/run/docker26.pid
+DOCKER28_SOCK=/var/run/docker28.sock
+DOCKER28_PID=/var/run/docker28.pid
 TEST_IMAGE=kuryr-test/busybox:latest
 
 PLUGIN_NAME=kuryr

@@ -1,4 +1,4 @@
-"""e2e fixtures: real docker commands against both engines, and a leak check after each test."""
+"""e2e fixtures: real docker commands against every engine, and a leak check after each test."""
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,7 @@
-"""Real docker against the real plugin, Neutron and OVS, on both engines."""
+"""Real docker against the real plugin, Neutron and OVS, on every engine."""
 from __future__ import annotations
+
+import ipaddress
 
 import pytest
 
@@ -110,6 +112,28 @@ def test_dual_stack(docker):
     assert v6_b.startswith("fd00:97::")
     docker.exec(a, "ping", "-c", "2", "-W", "2", v6_b)
     assert "default via fd00:97::1" in docker.exec(a, "ip", "-6", "route").stdout
+
+
+@pytest.mark.parametrize("engine", ["docker28"])  # --ipv4=false is new in dockerd 28
+def test_ipv6_only_network(docker, neutron):
+    net = docker.network("v6only", "--ipv4=false", "--ipv6", "--subnet", "fd00:99::/64")
+    assert docker.inspect(net, "{{.EnableIPv4}} {{.EnableIPv6}}") == "false true"
+    docker_id = docker.inspect(net, "{{.Id}}")
+    neutron_net = neutron.get("/networks", params={"tags": f"kuryr.net.uuid.lh:{docker_id[:32]}"}).json()["networks"][0]
+    subnets = neutron.get("/subnets", params={"network_id": neutron_net["id"]}).json()["subnets"]
+    assert [(s["ip_version"], s["cidr"]) for s in subnets] == [(6, "fd00:99::/64")]
+    a, b = docker.run("a", net), docker.run("b", net)
+    assert docker.ip(a, net) == ""
+    v6_a, v6_b = docker.ip(a, net, v6=True), docker.ip(b, net, v6=True)
+    assert v6_a != v6_b and all(ipaddress.ip_address(v) in ipaddress.ip_network("fd00:99::/64") for v in (v6_a, v6_b))
+    assert set(docker.exec(a, "ls", "/sys/class/net").stdout.split()) == {"lo", "eth0"}  # no docker_gwbridge
+    inet4 = [line.split()[1] for line in docker.exec(a, "ip", "-4", "addr").stdout.splitlines()
+             if line.strip().startswith("inet ")]
+    assert inet4 == ["127.0.0.1/8"]
+    assert docker.exec(a, "ip", "-4", "route").stdout.strip() == ""
+    assert v6_a in docker.exec(a, "ip", "-6", "addr", "show", "dev", "eth0").stdout
+    assert "default via fd00:99::1 dev eth0" in docker.exec(a, "ip", "-6", "route").stdout
+    docker.exec(a, "ping", "-6", "-c", "2", "-W", "2", v6_b)
 
 
 def test_same_cidr_in_two_networks(docker):

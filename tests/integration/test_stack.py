@@ -95,7 +95,7 @@ def _stack_pids() -> set[int]:
     pidfiles = [os.path.join(d, f) for d in ("/opt/kuryr-cnm/run", "/opt/kuryr-cnm/run/mysqld",
                                              "/var/run/openvswitch", "/var/run/ovn")
                 if os.path.isdir(d) for f in os.listdir(d) if f.endswith(".pid")]
-    pidfiles += ["/var/run/docker.pid", "/var/run/docker26.pid"]
+    pidfiles += [sock.removesuffix(".sock") + ".pid" for sock in host.ENGINES.values()]
     roots = {int(open(f).read().strip()) for f in pidfiles if os.path.exists(f)}
     children: dict[int, set[int]] = {}
     for process in host.processes().values():
