@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,12 @@ from oslo_config import cfg
 from kuryr_cnm import errors, naming, redact
 
 LOG = logging.getLogger(__name__)
+
+# Requests in flight to Neutron at once. Neutron serves one API request at a time per worker:
+# fifty container starts at once used to open fifty connections, and the last ones timed out
+# (30 s) in Neutron's listen queue before Neutron read them. Queued here instead, each request's
+# timeout covers only Neutron's own work. Ten is also urllib3's connection pool size.
+MAX_IN_FLIGHT = 10
 
 # The Neutron calls made on behalf of the Docker call being served in this thread.
 _CALLS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("neutron_calls", default=None)
@@ -169,6 +176,7 @@ class NeutronClient:
         self._conn = conn
         self._adapter: Any = None
         self._timeout = timeout
+        self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
 
     def _network(self) -> Any:
         """openstacksdk's network proxy, made on first use: with keystoneauth options it needs a
@@ -217,8 +225,9 @@ class NeutronClient:
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: Mapping[str, Any] | None, headers: Mapping[str, str]) -> Any:
         def send() -> Any:
-            return self._network().request(path, method, params=params, json=body, timeout=self._timeout,
-                                         raise_exc=False, headers={"Accept": "application/json", **headers})
+            with self._in_flight:  # the timeout runs from when the request is sent, not queued
+                return self._network().request(path, method, params=params, json=body, timeout=self._timeout,
+                                             raise_exc=False, headers={"Accept": "application/json", **headers})
         try:
             return send()
         except ks_exc.ConnectFailure:

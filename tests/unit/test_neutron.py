@@ -1,6 +1,8 @@
 """NeutronClient's error mapping and its one retry of a reset connection, with a fake adapter."""
 from __future__ import annotations
 
+from unittest.mock import MagicMock
+
 import pytest
 from keystoneauth1 import exceptions as ks_exc
 
@@ -36,9 +38,8 @@ class FakeAdapter:
 
 
 def client_with(adapter: FakeAdapter) -> NeutronClient:
-    client = NeutronClient.__new__(NeutronClient)
+    client = NeutronClient(MagicMock(), timeout=1)
     client._adapter = adapter
-    client._timeout = 1
     return client
 
 
@@ -80,3 +81,32 @@ def test_statuses_map_to_plugin_errors(status, kind):
     body = b'{"NeutronError": {"message": "boom"}}'
     with pytest.raises(kind, match="boom"):
         client_with(FakeAdapter(0, RESET, FakeResponse(status, body))).update_port("p1", name="x")
+
+
+def test_requests_in_flight_are_bounded_and_the_rest_wait_their_turn(monkeypatch):
+    """Fifty container starts at once opened fifty connections: the last ones timed out in
+    Neutron's listen queue (30 s) before Neutron read them (test_pool's 50 parallel starts)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kuryr_cnm import neutron
+    monkeypatch.setattr(neutron, "MAX_IN_FLIGHT", 3)
+    lock, now, most = threading.Lock(), [0], [0]
+    entered = threading.Barrier(3, timeout=5)
+
+    class Counting(FakeAdapter):
+        def request(self, path, method, **_):
+            with lock:
+                now[0] += 1
+                most[0] = max(most[0], now[0])
+            try:
+                entered.wait()  # three at a time in flight together, never more
+                return self.response
+            finally:
+                with lock:
+                    now[0] -= 1
+
+    client = client_with(Counting(0, RESET, FakeResponse(204)))
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(lambda i: client.delete_port(f"p{i}"), range(12)))
+    assert most[0] == 3
