@@ -22,6 +22,7 @@ from kuryr_cnm.endpoints import Allocations, EndpointStore
 from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
+from kuryr_cnm.ownership import Owner, Ownership
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.reconcile import Reconciler
 from kuryr_cnm.server import Router
@@ -96,10 +97,12 @@ class Plugin:
             self.pool.recover()
         except errors.PluginError as exc:
             LOG.warning("port pool: could not look for pool ports left in Neutron: %s", exc.message)
+        except Exception:  # noqa: BLE001 - a bug must not stop the reconciler below
+            LOG.exception("port pool: recovery failed")
         if not self.reconcile_interval:
             return
         while not self._stop.is_set():
-            self.reconciler.run()
+            self.reconciler.run()  # never raises
             self._stop.wait(self.reconcile_interval)
 
     def close(self) -> None:
@@ -117,14 +120,20 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     allocations = Allocations()
     deferred = DeferredWrites()
     plugger = Plugger(bindir=conf.bindir)
-    pool = PortPool(conf, client)
     endpoints = EndpointStore()
+    pool: PortPool
+
+    def held() -> set[str]:
+        """The ports this process holds for Docker: handed out, plugged, or pooled."""
+        return allocations.port_ids() | endpoints.port_ids() | pool.port_ids()
+    owned = Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix, held)
+    pool = PortPool(conf, client, owned)
     port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
     network = NetworkDriver(conf, client, directory, allocations, endpoints, plugger, deferred,
-                            Exposure(client), pool, port_driver)
-    reconciler = Reconciler(client, plugger, conf.host, conf.plugin_name, grace=conf.reconcile_grace,
-                            in_use=lambda: allocations.port_ids() | endpoints.port_ids() | pool.port_ids())
-    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, nested_mode=port_driver is not None)
+                            Exposure(client), pool, owned, port_driver)
+    reconciler = Reconciler(client, plugger, owned, grace=conf.reconcile_grace, in_use=held)
+    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, owned,
+                      nested_mode=port_driver is not None)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
         "Plugin.Activate": activate,

@@ -260,13 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def gc(conf: cfg.ConfigOpts, dry_run: bool) -> int:
-    from kuryr_cnm import neutron
-    from kuryr_cnm.binding import Plugger
-    from kuryr_cnm.reconcile import Reconciler
-    client = neutron.NeutronClient(neutron.connect(conf), timeout=conf.neutron.timeout or 30)
-    with Plugger(bindir=conf.bindir) as plugger:
-        report = Reconciler(client, plugger, conf.host, conf.plugin_name, grace=conf.reconcile_grace,
-                            in_use=set).run(dry_run=dry_run)
+    """One reconciler pass, wired as `serve` wires it (this process holds no port for Docker)."""
+    plugin = app.build(conf)
+    try:
+        report = plugin.reconciler.run(dry_run=dry_run)
+    finally:
+        plugin.close()
     print(report.summary())
     return 1 if report.errors else 0
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
+from kuryr_cnm import errors, protocol
+
 DEFAULT_SOCKET = "/run/docker/plugins/kuryr.sock"
 
 default_opts = [
@@ -173,7 +175,16 @@ def load(config_files: Sequence[str] = (), config_dirs: Sequence[str] = ()) -> c
     register_opts(conf)
     conf(args=[], project="kuryr", default_config_files=list(config_files),
          default_config_dirs=list(config_dirs), validate_default_values=True)
+    try:
+        enable_dhcp(conf)
+    except errors.BadRequest as exc:
+        raise ValueError(exc.message) from None
     return conf
+
+
+def enable_dhcp(conf: cfg.ConfigOpts) -> bool:
+    """[neutron] enable_dhcp: a string, as upstream has it, read the way every yes/no option is."""
+    return protocol.parse_bool("[neutron] enable_dhcp", conf.neutron.enable_dhcp)
 
 
 def list_opts() -> list[tuple[str, list[cfg.Opt]]]:

@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from kuryr_cnm import errors, naming
 from kuryr_cnm.neutron import Network, NeutronClient, Subnet, SubnetPool
 
-# tag on a Neutron network recording a smaller MTU Docker asked for
-MTU_TAG = "kuryr-cnm.mtu:"
-# tag on a network made by RequestPool for a prefix carved from a default pool,
-# before CreateNetwork names it after its Docker network
-PENDING_TAG = "kuryr-cnm.pending"
+MTU_TAG = naming.MTU_TAG
+PENDING_TAG = naming.PENDING_TAG
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ class Allocations:
         # ports ReleaseAddress gave up while an endpoint still held them: that endpoint's
         # DeleteEndpoint must not offer them again (ordered, oldest dropped past the cap)
         self._released: dict[str, None] = {}
+        # ports whose release (delete or reset) is queued and has not landed: (network id, ip) ->
+        # port id. A --ip for one of their addresses, ReleasePool and DeleteNetwork wait for them.
+        self._releasing: dict[tuple[str, str], str] = {}
 
     def put(self, port: Port, *, replace: bool = True) -> None:
         """replace=False keeps an address another port holds now (the port given may be stale),
@@ -103,6 +106,33 @@ class Allocations:
     def port_ids(self) -> set[str]:
         with self._lock:
             return {p.id for p in self._ports.values()}
+
+    def start_release(self, port: Port) -> None:
+        with self._lock:
+            for fixed in port.fixed_ips:
+                self._releasing[(port.network_id, fixed.ip_address)] = port.id
+
+    def end_release(self, port: Port) -> None:
+        with self._lock:
+            for fixed in port.fixed_ips:
+                if self._releasing.get((port.network_id, fixed.ip_address)) == port.id:
+                    del self._releasing[(port.network_id, fixed.ip_address)]
+
+    def releasing(self, network_id: str, ip: str) -> str | None:
+        """The port whose release holds this address, if one is queued."""
+        with self._lock:
+            return self._releasing.get((network_id, ip))
+
+    def releasing_on(self, network_id: str) -> set[str]:
+        with self._lock:
+            return {pid for (net, _ip), pid in self._releasing.items() if net == network_id}
+
+    def on_network(self, network_id: str) -> set[str]:
+        """Ports of `network_id` this process may still write in the background: handed out, or
+        being released."""
+        with self._lock:
+            return ({p.id for p in self._ports.values() if p.network_id == network_id}
+                    | {pid for (net, _ip), pid in self._releasing.items() if net == network_id})
 
     def __len__(self) -> int:
         with self._lock:

@@ -15,90 +15,36 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import threading
 from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import errors, naming, subnets
+from kuryr_cnm import config, errors, naming, ownership, subnets
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import PENDING_TAG, Directory
 from kuryr_cnm.endpoints import Allocations
 from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
+from kuryr_cnm.ownership import Ownership, Why
+from kuryr_cnm.pairing import DualStackPairing
 from kuryr_cnm.pool import PortPool
-from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, PoolRequest,
+from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, NeutronRef, PoolRequest,
                                 ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
-from kuryr_cnm.reconcile import delete_lost_addresses
 
 LOG = logging.getLogger(__name__)
-
-# How long a dual-stack v4 allocation waits for its v6 RequestAddress (Docker sends it
-# right after the v4 answer) before another container's v4 allocation may go ahead.
-PAIRING_TIMEOUT = 2.0
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1", "yes")
-
-
-class DualStackPairing:
-    """Pairs a dual-stack endpoint's v4 and v6 RequestAddress without help from Docker.
-
-    Docker asks for the v4 address and then the v6 one, with nothing to tie the two
-    calls together. The v4 call creates one port with both addresses and parks it
-    here; the v6 call takes it. Per network, the next v4 call waits until the parked
-    port is taken (or PAIRING_TIMEOUT passes), so concurrent containers never swap
-    their halves and no placeholder port is ever made and deleted."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._gates: dict[str, threading.Lock] = {}
-        self._parked: dict[str, Port] = {}
-
-    def _gate(self, network_id: str) -> threading.Lock:
-        with self._lock:
-            return self._gates.setdefault(network_id, threading.Lock())
-
-    def begin(self, network_id: str) -> None:
-        if not self._gate(network_id).acquire(timeout=PAIRING_TIMEOUT):
-            LOG.warning("dual-stack pairing on network %s: the previous v6 request never came; going on",
-                        network_id)
-
-    def park(self, network_id: str, port: Port) -> None:
-        with self._lock:
-            self._parked[network_id] = port
-
-    def abort(self, network_id: str) -> None:
-        self._release(network_id)
-
-    def take(self, network_id: str) -> Port | None:
-        with self._lock:
-            port = self._parked.pop(network_id, None)
-        if port is not None:
-            self._release(network_id)
-        return port
-
-    def _release(self, network_id: str) -> None:
-        gate = self._gate(network_id)
-        if gate.locked():
-            gate.release()
-
 
 class IpamDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
                  allocations: Allocations, deferred: DeferredWrites, pool: PortPool,
-                 nested_mode: bool = False) -> None:
+                 owned: Ownership, nested_mode: bool = False) -> None:
         self._conf = conf
+        self._ownership = owned
         self._pool = pool
         self._client = client
         self._dir = directory
         self._allocations = allocations
         self._deferred = deferred
         self._pairing = DualStackPairing()
-        self._releasing_lock = threading.Lock()
-        self._releasing: dict[tuple[str, str], str] = {}  # (network id, ip) -> port id being released
-        self._enable_dhcp = _truthy(conf.neutron.enable_dhcp)
-        self._owner = naming.owner(conf.host, conf.plugin_name)  # the mark on the ports it makes
+        self._enable_dhcp = config.enable_dhcp(conf)
         # nested mode: ports stay unbound; Neutron binds a subport through its trunk, and a port
         # whose address is in the VM port's pairs must stay unbound (ML2/OVN makes it a virtual port)
         self._binding = {} if nested_mode else {"binding:host_id": conf.host}
@@ -116,17 +62,14 @@ class IpamDriver:
     # -- pools --
     def request_pool(self, body: Any) -> dict[str, Any]:
         req = RequestPoolRequest.parse(body)
-        suffix = ".v6" if req.v6 else ""
-        opts = req.options
+        opts = req.neutron
         cidr = str(ipaddress.ip_network(req.sub_pool or req.pool, strict=False)) if (req.sub_pool or req.pool) else ""
-        shared = _truthy(opts.get("neutron.net.shared"))
-        subnet_ref = opts.get(f"neutron.subnet{suffix}.uuid") or opts.get(f"neutron.subnet{suffix}.name")
-        pool_ref = opts.get(f"neutron.pool{suffix}.uuid") or opts.get(f"neutron.pool{suffix}.name")
-        if subnet_ref:
-            pool_id, subnet = self._pool_for_existing_subnet(opts, suffix, cidr)
+        shared = opts.net_shared
+        if opts.subnet(req.v6):
+            pool_id, subnet = self._pool_for_existing_subnet(opts.subnet(req.v6), req.v6, cidr)
             cidr, gateway = subnet.cidr, subnet.gateway_ip
-        elif pool_ref:
-            parent = self._named_pool(opts, suffix)
+        elif opts.pool(req.v6):
+            parent = self._named_pool(opts.pool(req.v6), req.v6)
             if cidr and list(parent.prefixes) == [cidr]:
                 self._client.add_tag("subnetpools", parent.id, naming.SUBNETPOOL_EXISTING_TAG)
                 pool_id, gateway = parent.id, subnets.default_gateway(cidr)
@@ -155,14 +98,15 @@ class IpamDriver:
         return self._client.create_subnetpool(name=name, prefixes=[cidr], default_prefixlen=prefixlen,
                                               min_prefixlen=prefixlen, shared=shared)
 
-    def _named_pool(self, opts: dict[str, str], suffix: str) -> SubnetPool:
-        pool_id = opts.get(f"neutron.pool{suffix}.uuid")
+    def _named_pool(self, ref: NeutronRef, v6: bool) -> SubnetPool:
+        suffix = ".v6" if v6 else ""
+        pool_id = ref.uuid
         if pool_id:
             pool = self._client.get_subnetpool(pool_id)
             if pool is None:
                 raise errors.NotFound(f"subnetpool {pool_id} (neutron.pool{suffix}.uuid) does not exist")
             return pool
-        name = opts[f"neutron.pool{suffix}.name"]
+        name = ref.name
         pools = self._client.list_subnetpools(name=name)
         if len(pools) != 1:
             raise errors.Conflict(f"neutron.pool{suffix}.name={name} matches {len(pools)} subnetpools; "
@@ -170,14 +114,14 @@ class IpamDriver:
                 errors.NotFound(f"no subnetpool named {name} (neutron.pool{suffix}.name)")
         return pools[0]
 
-    def _pool_for_existing_subnet(self, opts: dict[str, str], suffix: str, cidr: str) -> tuple[str, Subnet]:
+    def _pool_for_existing_subnet(self, ref: NeutronRef, v6: bool, cidr: str) -> tuple[str, Subnet]:
         """kuryr-libnetwork's scheme for `neutron.subnet.*`: a kuryrPool-CIDR tagged with the subnet id."""
-        subnet_id = opts.get(f"neutron.subnet{suffix}.uuid")
-        if subnet_id:
-            subnet = self._client.get_subnet(subnet_id)
+        suffix = ".v6" if v6 else ""
+        if ref.uuid:
+            subnet = self._client.get_subnet(ref.uuid)
             found = [subnet] if subnet else []
         else:
-            found = self._client.list_subnets(name=opts[f"neutron.subnet{suffix}.name"])
+            found = self._client.list_subnets(name=ref.name)
         if len(found) != 1:
             raise errors.NotFound(f"neutron.subnet{suffix} option matches {len(found)} Neutron subnets; "
                                   "name exactly one existing subnet")
@@ -209,62 +153,32 @@ class IpamDriver:
         return subnet
 
     def release_pool(self, body: Any) -> dict[str, Any]:
+        """The Docker network that held this pool is going (DeleteNetwork comes next). Its
+        subnets go with the last Docker network on their Neutron network (DeleteNetwork, on
+        whichever host that is), and a pool once no subnet names it: another Docker network,
+        on this host or another, may hold the same pool or use the same subnet."""
         pool_id = PoolRequest.parse(body).pool_id
-        self._deferred.drain()  # ports still being released would keep the subnet busy
         self._dir.forget_pool(pool_id)
         pool = self._client.get_subnetpool(pool_id)
         if pool is None:
             self._release_carved(pool_id)
-            return {}
-        for subnet in self._client.list_subnets(tags=pool_id):
-            self._client.remove_tag("subnets", subnet.id, pool_id)
-        if naming.SUBNETPOOL_EXISTING_TAG in pool.tags:
-            self._client.remove_tag("subnetpools", pool.id, naming.SUBNETPOOL_EXISTING_TAG)
-            return {}
-        if not pool.name.startswith(self._conf.subnetpool_name_prefix + "-"):
-            return {}  # not ours to delete
-        for subnet in self._client.list_subnets(subnetpool_id=pool.id):
-            if subnet.name.startswith(naming.SUBNET_NAME_PREFIX):
-                self._pool.drain(subnet.network_id)
-                self._delete_subnet(subnet)
-        try:
-            self._client.delete_subnetpool(pool.id)
-        except errors.Conflict:
-            LOG.info("subnetpool %s is still used by another network; kept", pool.id)
+        else:
+            self._ownership.release_subnetpool_if_unused(pool)
         return {}
 
     def _release_carved(self, subnet_id: str) -> None:
+        """A carved subnet's PoolID: if CreateNetwork never came (its network is still the
+        pending one and no Docker network uses it), the subnet and the placeholder go now."""
         subnet = self._client.get_subnet(subnet_id)
         if subnet is None:
             return
-        self._pool.drain(subnet.network_id)
-        self._delete_subnet(subnet)
         net = self._client.get_network(subnet.network_id)
-        if PENDING_TAG in net.tags and not net.subnet_ids[1:]:
-            self._client.delete_network(net.id)  # CreateNetwork never came: the placeholder goes too
-
-    def _delete_subnet(self, subnet: Subnet) -> None:
-        try:
-            self._client.delete_subnet(subnet.id)
-            return
-        except errors.Conflict:
-            if not self._delete_lost_addresses(subnet):
-                raise
-        try:
-            self._client.delete_subnet(subnet.id)
-        except errors.Conflict as exc:
-            raise errors.Conflict(f"subnet {subnet.id} ({subnet.cidr}) still has ports: {exc.message}; "
-                                  "remove the containers or ports using it first") from None
-
-    def _delete_lost_addresses(self, subnet: Subnet) -> bool:
-        """Docker releases a pool only once no endpoint uses it, so a port of ours that no
-        endpoint took is an address whose answer was lost (a crash, a timeout). Delete them;
-        True if there were any. (A deleted endpoint's port waits among the allocations for
-        its ReleaseAddress, so the allocations are all this process holds here.)"""
-        ports = self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
-        remaining = delete_lost_addresses(self._client, ports, self._conf.host, self._owner,
-                                          self._allocations.port_ids(), "ReleasePool")
-        return len(remaining) < len(ports)
+        if PENDING_TAG not in net.tags or ownership.docker_users(net):
+            return  # DeleteNetwork releases it
+        self._deferred.settle(self._allocations.releasing_on(net.id), "ReleasePool")
+        self._pool.drain(net.id)
+        self._ownership.release_subnets(net, "ReleasePool")
+        self._ownership.delete_network_if_unused(net, "ReleasePool")
 
     # -- addresses --
     def request_address(self, body: Any) -> dict[str, Any]:
@@ -325,18 +239,17 @@ class IpamDriver:
             if port is not None:
                 return self._finish_pair(port, subnet, address)
         partner = self._v6_partner(subnet) if subnet.ip_version == 4 else None
-        if partner is not None:
-            self._pairing.begin(subnet.network_id)
+        ticket = self._pairing.begin(subnet.network_id) if partner is not None else 0
         try:
             port = self._ready_port(subnet, partner) if not address else None
             if port is None:
                 port = self._create_port(subnet, address, [{"subnet_id": partner.id}] if partner else [])
         except Exception:
             if partner is not None:
-                self._pairing.abort(subnet.network_id)
+                self._pairing.abort(subnet.network_id, ticket)
             raise
         if partner is not None:
-            self._pairing.park(subnet.network_id, port)
+            self._pairing.park(subnet.network_id, ticket, port)
         return port
 
     def _ready_port(self, subnet: Subnet, partner: Subnet | None) -> Port | None:
@@ -374,7 +287,7 @@ class IpamDriver:
                 # Neutron 29 accepts `tags` in a port POST but does not store them, so the
                 # creator's mark goes in the description now and the tags come with the
                 # endpoint's, in the background write after CreateEndpoint.
-                description=naming.cnm_description(self._owner))
+                description=naming.cnm_description(self._ownership.owner.mark))
         except errors.Conflict as exc:
             if address:
                 raise errors.Conflict(f"address {address} is already in use in subnet {subnet.cidr}: "
@@ -401,9 +314,8 @@ class IpamDriver:
         subnet = next((s for s in found if ipaddress.ip_address(req.address) in ipaddress.ip_network(s.cidr)), None)
         if subnet is None:
             return {}  # the subnet is gone, and with it the address
-        with self._releasing_lock:
-            if (subnet.network_id, req.address) in self._releasing:
-                return {}  # the other address of a dual-stack port being released
+        if self._allocations.releasing(subnet.network_id, req.address):
+            return {}  # the other address of a dual-stack port being released
         port = self._allocations.get(subnet.network_id, req.address)
         if port is not None:
             self._allocations.discard(port)
@@ -416,7 +328,6 @@ class IpamDriver:
             # not be written yet), and its DeleteEndpoint must not offer it again
             self._allocations.released_from_endpoint(port)
         self._pool.forget(port.id)
-        self._deferred.wait_for(port.id)  # the endpoint's own write lands first
         self._release_later(port)
         return {}
 
@@ -424,37 +335,22 @@ class IpamDriver:
         """Delete (or reset) the port off Docker's hot path. Until that lands its addresses
         are marked as being released: a --ip for one of them, ReleasePool and DeleteNetwork
         wait for it; if the process dies first, the reconciler deletes the port."""
-        keys = [(port.network_id, f.ip_address) for f in port.fixed_ips]
-        with self._releasing_lock:
-            for key in keys:
-                self._releasing[key] = port.id
+        self._allocations.start_release(port)
 
         def release() -> None:
             try:
                 if naming.PORT_EXISTING_TAG in port.tags:
                     self._reset_adopted(port)
-                elif self._made_by_kuryr(port):
-                    self._client.delete_port(port.id)
+                else:
+                    self._ownership.delete_port(port, Why.RELEASED)
             finally:
-                with self._releasing_lock:
-                    for key in keys:
-                        self._releasing.pop(key, None)
+                self._allocations.end_release(port)
         self._deferred.submit(port.id, f"release port {port.id}", release)
 
     def _wait_released(self, network_id: str, address: str) -> None:
-        with self._releasing_lock:
-            port_id = self._releasing.get((network_id, address))
+        port_id = self._allocations.releasing(network_id, address)
         if port_id:
-            self._deferred.wait_for(port_id)
-
-    @staticmethod
-    def _made_by_kuryr(port: Port) -> bool:
-        """kuryr's IPAM ports: tagged compute:kuryr, or (tags lost) kuryr's name and owner;
-        kuryr-libnetwork without tag support named them <device_id>-port."""
-        return (naming.DEVICE_OWNER in port.tags
-                or (port.name in (naming.UNBOUND_PORT_NAME, naming.POOL_PORT_NAME)
-                    and port.device_owner == naming.DEVICE_OWNER)
-                or (bool(port.device_id) and port.name == f"{port.device_id}-port"))
+            self._deferred.settle([port_id], f"RequestAddress of {address}")
 
     def _reset_adopted(self, port: Port) -> None:
         """Give a pre-created port back as it was: unbound, no owner, no kuryr tags."""

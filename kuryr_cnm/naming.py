@@ -26,6 +26,10 @@ NET_NAME_PREFIX = "kuryr-net-"
 ID_LH_TAG = "kuryr.net.uuid.lh:"  # first 32 chars of a Docker id (networks AND endpoints)
 ID_UH_TAG = "kuryr.net.uuid.uh:"  # chars 32..64
 NET_EXISTING_TAG = "kuryr.net.existing:"  # + docker network id[:12], on adopted networks
+# kuryr-cnm's: a smaller MTU Docker asked for; a network RequestPool made for a prefix carved
+# from a default pool, before CreateNetwork names it after its Docker network
+MTU_TAG = "kuryr-cnm.mtu:"
+PENDING_TAG = "kuryr-cnm.pending"
 
 # --- subnets and subnetpools ----------------------------------------------------
 SUBNET_NAME_PREFIX = "kuryr-subnet-"

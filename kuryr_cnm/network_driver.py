@@ -8,13 +8,14 @@ unplugs, ReleaseAddress deletes (or resets) the port.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import errors, naming, subnets
+from kuryr_cnm import config, errors, naming, ownership, subnets
 from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort
 from kuryr_cnm.binding.ovs import OvsPort
 from kuryr_cnm.deferred import DeferredWrites
@@ -24,10 +25,9 @@ from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.nested import NestedDriver
 from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.pool import PortPool
-from kuryr_cnm.protocol import (OPT_MTU, AllocateNetworkRequest, CreateEndpointRequest,
+from kuryr_cnm.protocol import (AllocateNetworkRequest, CreateEndpointRequest,
                                 CreateNetworkRequest, EndpointRequest, GwAllocCheckRequest, IPAMData, JoinResponse,
-                                NetworkCapabilities, NetworkRequest, StaticRoute)
-from kuryr_cnm.reconcile import delete_lost_addresses
+                                NetworkCapabilities, NetworkRequest, NeutronOptions, StaticRoute)
 
 LOG = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ def _ip(cidr: str) -> str:
 class NetworkDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
                  allocations: Allocations, endpoints: EndpointStore, plugger: Plugger,
-                 deferred: DeferredWrites, exposure: Exposure, pool: PortPool,
+                 deferred: DeferredWrites, exposure: Exposure, pool: PortPool, owned: ownership.Ownership,
                  nested: NestedDriver | None = None) -> None:
         self._conf = conf
+        self._ownership = owned
         self._nested = nested  # None: bare metal (veth); else the VM's port driver
-        self._owner = naming.owner(conf.host, conf.plugin_name)  # the mark on the ports it makes
         self._pool = pool
         self._client = client
         self._dir = directory
@@ -79,16 +79,14 @@ class NetworkDriver:
         req = CreateNetworkRequest.parse(body)
         if self._dir.docker_network(req.network_id) is not None:
             return {}  # Docker retried: it exists already
-        generic = req.generic
-        shared = generic.get("neutron.net.shared", "false").lower() == "true"
+        opts = req.neutron
         carved = self._carved_subnets(req.ipv4_data + req.ipv6_data)
-        network = self._target_network(req, generic, shared, carved)
-        made = network.name == naming.network_name(req.network_id) and not generic.get("neutron.net.uuid") \
-            and not generic.get("neutron.net.name")
+        network = self._target_network(req, carved)
+        made = network.name == naming.network_name(req.network_id) and not opts.net
         try:
-            found = [self._subnet_for(network, data, v6, req.internal, carved, generic)
+            found = [self._subnet_for(network, data, v6, req.internal, carved, opts)
                      for v6, datas in ((False, req.ipv4_data), (True, req.ipv6_data)) for data in datas]
-            network = self._tag_network(network, req, generic, made)
+            network = self._tag_network(network, req, made)
         except Exception:
             if made:
                 self._client.delete_network(network.id)
@@ -110,11 +108,10 @@ class NetworkDriver:
                     out[subnet.cidr] = subnet
         return out
 
-    def _target_network(self, req: CreateNetworkRequest, generic: dict[str, str], shared: bool,
-                        carved: dict[str, Subnet]) -> Network:
-        net_id, net_name = generic.get("neutron.net.uuid"), generic.get("neutron.net.name")
-        if net_id or net_name:
-            return self._existing_network(net_id, net_name, shared)
+    def _target_network(self, req: CreateNetworkRequest, carved: dict[str, Subnet]) -> Network:
+        shared = req.neutron.net_shared
+        if req.neutron.net:
+            return self._existing_network(req.neutron.net.uuid, req.neutron.net.name, shared)
         if self._nested is not None:  # nested: the VM's network (adopted, never deleted)
             return self._client.get_network(self._nested.default_network_id())
         if carved:
@@ -123,7 +120,7 @@ class NetworkDriver:
         return self._client.create_network(name=naming.network_name(req.network_id), shared=shared,
                                            admin_state_up=True)
 
-    def _existing_network(self, net_id: str | None, net_name: str | None, shared: bool) -> Network:
+    def _existing_network(self, net_id: str, net_name: str, shared: bool) -> Network:
         if net_id:
             network = self._client.get_network(net_id)
         else:
@@ -140,7 +137,7 @@ class NetworkDriver:
         return network
 
     def _subnet_for(self, network: Network, data: IPAMData, v6: bool, internal: bool,
-                    carved: dict[str, Subnet], generic: dict[str, str]) -> Subnet:
+                    carved: dict[str, Subnet], opts: NeutronOptions) -> Subnet:
         """The Neutron subnet behind one of Docker's pools, on `network`."""
         aux = [_ip(a) for a in data.aux_addresses.values()]
         gateway = None if internal else (_ip(data.gateway) if data.gateway else None)
@@ -156,7 +153,7 @@ class NetworkDriver:
                     self._client.add_tag("subnets", subnet.id, pool)
                     self._dir.remember_pool(pool, (subnet,))
                 return subnet
-            subnet = self._create_subnet(network, data.pool, v6, gateway, aux, generic)
+            subnet = self._create_subnet(network, data.pool, v6, gateway, aux, opts)
         elif internal or aux:
             attrs: dict[str, Any] = {"allocation_pools": subnets.allocation_pools(subnet.cidr, gateway, aux)}
             if internal:
@@ -176,12 +173,11 @@ class NetworkDriver:
         free = [p for p in pools if not self._client.list_subnets(subnetpool_id=p.id)]
         return free[0].id if free else None
 
-    def _pool_to_allocate_from(self, cidr: str, generic: dict[str, str], v6: bool) -> SubnetPool:
+    def _pool_to_allocate_from(self, cidr: str, opts: NeutronOptions, v6: bool) -> SubnetPool:
         """The subnetpool RequestPool chose for `cidr`: the one named by -o neutron.pool[.v6].*
         (upstream's recipe passes it to both -o and --ipam-opt), else a free kuryrPool-CIDR,
         else a pool RequestPool adopted (tagged kuryr.subnetpool.existing) with that prefix."""
-        suffix = ".v6" if v6 else ""
-        pool_id, pool_name = generic.get(f"neutron.pool{suffix}.uuid"), generic.get(f"neutron.pool{suffix}.name")
+        pool_id, pool_name = opts.pool(v6).uuid, opts.pool(v6).name
         if pool_id or pool_name:
             named = [self._client.get_subnetpool(pool_id)] if pool_id else self._client.list_subnetpools(name=pool_name)
             if named and named[0] is not None:
@@ -196,12 +192,12 @@ class NetworkDriver:
                               "RequestPool did not come from kuryr; create it with --ipam-driver kuryr")
 
     def _create_subnet(self, network: Network, cidr: str, v6: bool, gateway: str | None,
-                       aux: list[str], generic: dict[str, str]) -> Subnet:
+                       aux: list[str], opts: NeutronOptions) -> Subnet:
         """kuryr-libnetwork's --subnet flow: a subnet from the kuryrPool-CIDR pool, tagged with its id."""
-        pool = self._pool_to_allocate_from(cidr, generic, v6)
+        pool = self._pool_to_allocate_from(cidr, opts, v6)
         attrs: dict[str, Any] = dict(network_id=network.id, ip_version=6 if v6 else 4, cidr=cidr,
                                      subnetpool_id=pool.id, name=naming.subnet_name(cidr),
-                                     enable_dhcp=self._conf.neutron.enable_dhcp.lower() == "true",
+                                     enable_dhcp=config.enable_dhcp(self._conf),
                                      gateway_ip=gateway)
         if aux:
             attrs["allocation_pools"] = subnets.allocation_pools(cidr, gateway, aux)
@@ -221,71 +217,45 @@ class NetworkDriver:
         if pool is None:
             raise errors.NotFound(f"the subnetpool {pool_id} of carved subnet {subnet.cidr} is gone")
         moved = subnets.carve_subnet(self._client, pool, network.id, cidr=subnet.cidr,
-                                     enable_dhcp=self._conf.neutron.enable_dhcp.lower() == "true")
+                                     enable_dhcp=config.enable_dhcp(self._conf))
         self._client.add_tag("subnets", moved.id, subnet.id)
         self._dir.remember_pool(subnet.id, (moved,))
         return moved
 
-    def _tag_network(self, network: Network, req: CreateNetworkRequest, generic: dict[str, str],
-                     made: bool) -> Network:
+    def _tag_network(self, network: Network, req: CreateNetworkRequest, made: bool) -> Network:
         tags = [t for t in network.tags if t != PENDING_TAG] + naming.id_tags(req.network_id)
         if not made:
             tags.append(naming.network_existing_tag(req.network_id))
-        mtu = generic.get(OPT_MTU)
-        if mtu and mtu.isdigit() and int(mtu) < network.mtu:
-            tags.append(MTU_TAG + mtu)
+        if req.neutron.mtu and req.neutron.mtu < network.mtu:
+            tags.append(MTU_TAG + str(req.neutron.mtu))
         self._client.set_tags("networks", network.id, tags)
         return Network(network.id, network.name, network.mtu, network.shared, tuple(sorted(set(tags))),
                        network.subnet_ids, network.project_id)
 
     def delete_network(self, body: Any) -> dict[str, Any]:
+        """This Docker network stops using its Neutron network. Other Docker networks (other
+        hosts, or kuryr-libnetwork) may use it too, each with its own tags on it: only the last
+        one to leave deletes what kuryr made (subnets, pools, the network) and untags the rest."""
         docker_id = NetworkRequest.parse(body).network_id
         found = self._dir.docker_network(docker_id)
         if found is None:
             LOG.info("DeleteNetwork %s: no Neutron network; nothing to do", docker_id[:12])
             return {}
-        self._dir.forget_network(docker_id)
-        network = found.network
-        self._deferred.drain()  # ports still being released would keep the network busy
-        self._pool.drain(network.id)
-        mine = [s for s in self._client.list_subnets(network_id=network.id)
-                if s.name.startswith(naming.SUBNET_NAME_PREFIX)]
-        if found.adopted:
-            for subnet in mine:
-                self._delete_subnet(subnet)
-            keep = [t for t in network.tags if not t.startswith(
-                (naming.ID_LH_TAG, naming.ID_UH_TAG, naming.NET_EXISTING_TAG, MTU_TAG))]
-            self._client.set_tags("networks", network.id, keep)
+        network = self._client.get_network(found.network.id)  # the users as they are now
+        leaving = dataclasses.replace(network, tags=tuple(ownership.tags_without_user(network.tags, docker_id)))
+        self._pool.drain(network.id)  # this host no longer serves it
+        if ownership.docker_users(leaving):
+            self._client.set_tags("networks", network.id, leaving.tags)
+            self._dir.forget_network(docker_id)
             return {}
-        try:
-            self._client.delete_network(network.id)
-        except errors.Conflict:
-            ports = self._delete_orphan_ports(network.id)
-            if not ports:
-                self._client.delete_network(network.id)
-                return {}
-            raise errors.Conflict(
-                f"Neutron network {network.id} still has {len(ports)} port(s) "
-                f"({', '.join(p.id for p in ports[:5])}); remove the containers using it, or delete "
-                "ports kuryr did not make, then 'docker network rm' again") from None
+        # ports still being released would keep the subnets busy
+        self._deferred.settle(self._allocations.on_network(network.id), "DeleteNetwork")
+        self._ownership.release_subnets(leaving, "DeleteNetwork")
+        if not self._ownership.delete_network_if_unused(leaving, "DeleteNetwork"):
+            # an operator's network: only kuryr's tags go
+            self._client.set_tags("networks", network.id, [t for t in leaving.tags if not t.startswith(MTU_TAG)])
+        self._dir.forget_network(docker_id)
         return {}
-
-    def _delete_orphan_ports(self, network_id: str) -> list[Port]:
-        """Docker removes a network only once it has no endpoint, so a port of ours still on it
-        is an orphan: an address whose answer a crash or a timeout lost on its way to Docker.
-        Delete those (the reconciler would, later, but the network would stay); return the
-        ports that remain."""
-        # addresses handed to Docker whose CreateEndpoint has not come yet are held too
-        held = ({p.iface_id for p in self._plugger.list_kuryr_ports()} | self._endpoints.port_ids()
-                | self._allocations.port_ids())
-        return delete_lost_addresses(self._client, self._client.list_ports(network_id=network_id),
-                                     self._conf.host, self._owner, held, "DeleteNetwork")
-
-    def _delete_subnet(self, subnet: Subnet) -> None:
-        try:
-            self._client.delete_subnet(subnet.id)
-        except errors.Conflict as exc:
-            LOG.warning("subnet %s of an adopted network still has ports (%s); kept", subnet.id, exc.message)
 
     # -- endpoints --
     def create_endpoint(self, body: Any) -> dict[str, Any]:
@@ -382,7 +352,7 @@ class NetworkDriver:
     def _record_endpoint(self, port: Port, endpoint_id: str, adopted: bool) -> None:
         """device_id and the endpoint tags, off Docker's hot path."""
         # Neutron's POST answer may not list the tags it was given: name them all here.
-        owner_tag = naming.cnm_owner_tag(self._owner)
+        owner_tag = naming.cnm_owner_tag(self._ownership.owner.mark)
         base = [naming.PORT_EXISTING_TAG] if adopted else [naming.DEVICE_OWNER, owner_tag]
         tags = list(port.tags) + base + naming.id_tags(endpoint_id)
 

@@ -25,17 +25,13 @@ from dataclasses import dataclass, field
 
 from oslo_config import cfg
 
-from kuryr_cnm import errors, naming, neutron
+from kuryr_cnm import deadline, errors, naming, neutron
 from kuryr_cnm.neutron import NeutronClient, Port
+from kuryr_cnm.ownership import Ownership, Why
 
 LOG = logging.getLogger(__name__)
 
 UNBOUND = ("unbound", "binding_failed")
-
-
-# How long draining a network waits for a refill in flight (one bulk create, then it
-# deletes what it made): a Neutron request's timeout, and its deletes, fit well within.
-REFILL_WAIT = 90.0
 
 
 @dataclass
@@ -50,14 +46,14 @@ class _NetworkPool:
 
 
 class PortPool:
-    def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, owned: Ownership) -> None:
         self.enabled: bool = conf.vif_pool.enabled and conf.vif_pool.ports_pool_max > 0
         self._min = conf.vif_pool.ports_pool_min
         self._max = conf.vif_pool.ports_pool_max
         self._batch = conf.vif_pool.ports_pool_batch
         self._grace = conf.vif_pool.recovery_grace
         self._host = conf.host
-        self._owner = naming.owner(conf.host, conf.plugin_name)
+        self._ownership = owned
         self._client = client
         self._lock = threading.Lock()
         self._pools: dict[str, _NetworkPool] = {}
@@ -91,7 +87,7 @@ class PortPool:
         port that a refill in flight is still making is waited for; a recovered one is kept
         within the grace period (a start that the restart cut short may hold it). False: not
         an idle pool port of this plugin, and nothing was done."""
-        if not self.enabled or not self._is_mine(port):
+        if not self.enabled or not self._ownership.owner.made_pool_port(port):
             return False
         with self._lock:
             pool = self._pools.get(port.network_id)
@@ -99,22 +95,17 @@ class PortPool:
             if pool is not None and all(p.id != port.id for p in pool.ready):
                 refill = pool.refill  # the port may be in the batch being made
         if refill is not None:
-            wait([refill], timeout=REFILL_WAIT)
+            wait([refill], timeout=deadline.remaining())
         with self._lock:
             pool = self._pools.get(port.network_id)
             if pool is None or time.monotonic() < pool.not_before:
                 return False
             kept = [p for p in pool.ready if p.id != port.id]
             idle, pool.ready = len(kept) < len(pool.ready), kept
-        if idle:
-            self._client.delete_port(port.id)  # a failure reaches the caller: its request fails
+        if idle:  # a failure reaches the caller: its request fails
+            self._ownership.delete_port(port, Why.POOL)
             self._refill_soon(port.network_id)
         return idle
-
-    def _is_mine(self, port: Port) -> bool:
-        """Made by this plugin's pool and, as Neutron lists it, never handed out."""
-        return (not port.device_id and port.name == naming.POOL_PORT_NAME
-                and port.raw.get("description") == naming.pool_description(self._owner))
 
     def forget(self, port_id: str) -> None:
         """The port was released or deleted elsewhere: never hand it out."""
@@ -201,14 +192,14 @@ class PortPool:
     def _bulk_create(self, network_id: str, subnet_ids: frozenset[str], count: int) -> list[Port]:
         body = {"network_id": network_id, "name": naming.POOL_PORT_NAME, "admin_state_up": True,
                 "device_owner": naming.DEVICE_OWNER, "binding:host_id": self._host,
-                "description": naming.pool_description(self._owner),
+                "description": naming.pool_description(self._ownership.owner.mark),
                 "fixed_ips": [{"subnet_id": s} for s in sorted(subnet_ids)]}
         return self._client.create_ports([dict(body) for _ in range(count)])
 
     def _delete(self, ports: Iterable[Port]) -> None:
         for port in ports:
             try:
-                self._client.delete_port(port.id)
+                self._ownership.delete_port(port, Why.POOL)
             except errors.PluginError as exc:
                 LOG.warning("could not delete pool port %s: %s", port.id, exc.message)
 
@@ -230,13 +221,15 @@ class PortPool:
         if pool is not None and pool.refill is not None:
             # A bulk create in flight would land ports on the subnets about to be deleted (a
             # 409 for ReleasePool). With the pool gone, the refill deletes what it made itself.
-            wait([pool.refill], timeout=REFILL_WAIT)
+            wait([pool.refill], timeout=deadline.remaining())
         if pool is not None and pool.ready:
             self._delete(pool.ready)
-        # ports this process does not know (made before a restart, not yet recovered)
+        # ports this process does not know (made before a restart, not yet recovered); on a
+        # network several hosts use, the others' pool ports are theirs (the rule in _delete)
         if self.enabled:
             self._delete(self._client.list_ports(network_id=network_id, name=naming.POOL_PORT_NAME,
-                                                 device_owner=naming.DEVICE_OWNER))
+                                                 device_owner=naming.DEVICE_OWNER,
+                                                 **{"binding:host_id": self._host}))
 
     def recover(self) -> int:
         """Find the pool ports a previous process left (at start; Neutron may be down)."""
@@ -244,7 +237,7 @@ class PortPool:
             return 0
         ports = self._client.list_ports(name=naming.POOL_PORT_NAME, device_owner=naming.DEVICE_OWNER,
                                         **{"binding:host_id": self._host})
-        mine = [p for p in ports if self._is_mine(p)]
+        mine = [p for p in ports if self._ownership.owner.made_pool_port(p)]
         not_before = time.monotonic() + self._grace
         with self._lock:
             for port in mine:

@@ -122,6 +122,62 @@ def generic_options(options: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in generic.items()} if isinstance(generic, dict) else {}
 
 
+_TRUE = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "off", "0", ""})
+
+
+def parse_bool(what: str, value: str) -> bool:
+    """One reading of a yes/no string for every option (oslo's strutils words)."""
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise BadRequest(f"{what}={_shown(value)} is not true or false")
+
+
+@dataclass(frozen=True)
+class NeutronRef:
+    """A Neutron resource named by a user's option: by id (`*.uuid`) or by name (`*.name`)."""
+    uuid: str = ""
+    name: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.uuid or self.name)
+
+
+@dataclass(frozen=True)
+class NeutronOptions:
+    """The `neutron.*` options of `docker network create -o` (CreateNetwork) or `--ipam-opt`
+    (RequestPool), read once: handlers use these typed values, never the raw strings, so that
+    every option means the same in both (kuryr-libnetwork's recipes pass them to both)."""
+    net: NeutronRef = NeutronRef()
+    net_shared: bool = False
+    subnet_v4: NeutronRef = NeutronRef()
+    subnet_v6: NeutronRef = NeutronRef()
+    pool_v4: NeutronRef = NeutronRef()
+    pool_v6: NeutronRef = NeutronRef()
+    mtu: int = 0  # com.docker.network.driver.mtu; 0: the Neutron network's
+
+    def subnet(self, v6: bool) -> NeutronRef:
+        return self.subnet_v6 if v6 else self.subnet_v4
+
+    def pool(self, v6: bool) -> NeutronRef:
+        return self.pool_v6 if v6 else self.pool_v4
+
+    @classmethod
+    def parse(cls, method: str, opts: dict[str, str]) -> "NeutronOptions":
+        def ref(kind: str) -> NeutronRef:
+            return NeutronRef(opts.get(f"{kind}.uuid", "").strip(), opts.get(f"{kind}.name", "").strip())
+        mtu = opts.get(OPT_MTU, "").strip()
+        if mtu and not (mtu.isdigit() and 68 <= int(mtu) <= 65535):
+            raise BadRequest(f"{method}: {OPT_MTU}={_shown(mtu)} is not an MTU (68 to 65535)")
+        return cls(net=ref("neutron.net"),
+                   net_shared=parse_bool(f"{method}: neutron.net.shared", opts.get("neutron.net.shared", "")),
+                   subnet_v4=ref("neutron.subnet"), subnet_v6=ref("neutron.subnet.v6"),
+                   pool_v4=ref("neutron.pool"), pool_v6=ref("neutron.pool.v6"), mtu=int(mtu or 0))
+
+
 # --- NetworkDriver requests ---------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -155,10 +211,7 @@ class CreateNetworkRequest:
     options: dict[str, Any]
     ipv4_data: list[IPAMData]
     ipv6_data: list[IPAMData]
-
-    @property
-    def generic(self) -> dict[str, str]:
-        return generic_options(self.options)
+    neutron: NeutronOptions  # from the generic (-o) options
 
     @property
     def internal(self) -> bool:
@@ -168,8 +221,10 @@ class CreateNetworkRequest:
     def parse(cls, body: Any) -> "CreateNetworkRequest":
         m = "NetworkDriver.CreateNetwork"
         b = _object(m, body)
-        return cls(_docker_id(m, b, "NetworkID"), _map(m, b, "Options"),
-                   IPAMData.parse_list(m, b, "IPv4Data"), IPAMData.parse_list(m, b, "IPv6Data"))
+        options = _map(m, b, "Options")
+        return cls(_docker_id(m, b, "NetworkID"), options,
+                   IPAMData.parse_list(m, b, "IPv4Data"), IPAMData.parse_list(m, b, "IPv6Data"),
+                   NeutronOptions.parse(m, generic_options(options)))
 
 
 @dataclass(frozen=True)
@@ -263,6 +318,7 @@ class RequestPoolRequest:
     sub_pool: str
     options: dict[str, str]
     v6: bool
+    neutron: NeutronOptions  # from the --ipam-opt options
 
     @classmethod
     def parse(cls, body: Any) -> "RequestPoolRequest":
@@ -281,7 +337,7 @@ class RequestPoolRequest:
             if value and (ipaddress.ip_network(value, strict=False).version == 6) != v6:
                 raise BadRequest(f"{m}: {key} {value} does not match V6={v6}")
         opts = {str(k): str(v) for k, v in _map(m, b, "Options").items()}
-        return cls(_str(m, b, "AddressSpace"), pool, sub_pool, opts, v6)
+        return cls(_str(m, b, "AddressSpace"), pool, sub_pool, opts, v6, NeutronOptions.parse(m, opts))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ from kuryr_cnm import errors, naming, neutron
 from kuryr_cnm.binding import BindingError, Plugger, VifPort, veth
 from kuryr_cnm.binding.ovs import OvsPort
 from kuryr_cnm.neutron import NeutronClient, Port
+from kuryr_cnm.ownership import Ownership, Why
 
 LOG = logging.getLogger(__name__)
 
@@ -47,38 +49,6 @@ class Report:
                 f"{self.kept} ports in use; {len(self.errors)} errors {self.errors}")
 
 
-def is_ours(port: Port, host: str, owner: str) -> bool:
-    """Made by this kuryr-cnm (`owner`, see naming.owner): its mark, and bound here."""
-    if port.host_id != host:
-        return False
-    description = port.raw.get("description") or ""
-    return (naming.cnm_owner_tag(owner) in port.tags
-            or description in (naming.cnm_description(owner), naming.pool_description(owner)))
-
-
-def is_lost_address(port: Port, host: str, owner: str, held: set[str]) -> bool:
-    """A port of ours that no endpoint ever took (no device_id) and this process does not
-    hold: an address whose answer a crash or a timeout lost on its way to Docker. Safe to
-    delete once Docker releases the network or pool it is in."""
-    return (is_ours(port, host, owner) and not port.device_id and port.id not in held
-            and port.name != naming.POOL_PORT_NAME)
-
-
-def delete_lost_addresses(client: NeutronClient, ports: list[Port], host: str, owner: str, held: set[str],
-                          call: str) -> list[Port]:
-    """Delete the lost addresses among `ports` (is_lost_address); return the other ports.
-    Only for a Docker `call` (ReleasePool, DeleteNetwork) that comes once no endpoint is left."""
-    remaining = []
-    for port in ports:
-        if is_lost_address(port, host, owner, held):
-            LOG.info("%s: deleting port %s of network %s, an address no endpoint took", call, port.id,
-                     port.network_id)
-            client.delete_port(port.id)
-        else:
-            remaining.append(port)
-    return remaining
-
-
 def _age_seconds(port: Port, now: datetime.datetime) -> float:
     stamp = port.raw.get("updated_at") or port.raw.get("created_at")
     if not stamp:
@@ -88,18 +58,22 @@ def _age_seconds(port: Port, now: datetime.datetime) -> float:
 
 
 class Reconciler:
-    def __init__(self, client: NeutronClient, plugger: Plugger, host: str, plugin_name: str, *, grace: float,
+    def __init__(self, client: NeutronClient, plugger: Plugger, owned: Ownership, *, grace: float,
                  in_use: Callable[[], set[str]]) -> None:
         """`in_use()` gives the port ids this process holds for Docker or in its pool."""
         self._client = client
         self._plugger = plugger
-        self._host = host
-        self._owner = naming.owner(host, plugin_name)
+        self._ownership = owned
+        self._host = owned.owner.host
         self._grace = grace
         self._in_use = in_use
         self._lock = threading.Lock()  # one pass at a time
+        self.last_report: Report | None = None
+        self.last_good_pass: float | None = None  # time.time() of the last pass without errors
 
     def run(self, dry_run: bool = False) -> Report:
+        """One pass; never raises: what failed is in the report (and, for a bug, in the log
+        with its traceback), and the next pass runs as usual."""
         with self._lock:
             calls = neutron.start_call_log()
             report = Report(dry_run)
@@ -109,7 +83,13 @@ class Reconciler:
                 report.errors.append(exc.message)
             except BindingError as exc:
                 report.errors.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - a netlink error, a bug: the thread must live on
+                LOG.exception("reconcile pass failed")
+                report.errors.append(f"{type(exc).__name__}: {exc}")
             LOG.info("%s [neutron: %s]", report.summary(), "; ".join(calls) or "none")
+            self.last_report = report
+            if not report.errors:
+                self.last_good_pass = time.time()
             return report
 
     def _pass(self, report: Report) -> None:
@@ -125,17 +105,17 @@ class Reconciler:
         held = self._in_use()
         now = datetime.datetime.now(datetime.timezone.utc)
         for port in ports:
-            if not is_ours(port, self._host, self._owner):
+            if not self._ownership.owner.made(port):
                 continue
             if port.id in plugged_ids:
                 report.kept += 1
                 self._repair(port, next(p for p in plugged if p.iface_id == port.id), report)
             elif port.id in held or port.name == naming.POOL_PORT_NAME:
                 report.kept += 1  # handed to Docker and not plugged yet, or waiting in the pool
-            elif _age_seconds(port, now) >= self._grace:
+            elif _age_seconds(port, now) >= self._grace and self._ownership.may_delete(port, Why.UNHELD, held):
                 report.deleted.append(port.id)
                 if not report.dry_run:
-                    self._client.delete_port(port.id)
+                    self._ownership.delete_port(port, Why.UNHELD, held)
             else:
                 report.kept += 1  # too young to judge: Docker may be between calls
 
@@ -175,5 +155,5 @@ class Reconciler:
             attrs["name"] = naming.UNBOUND_PORT_NAME
         if attrs:
             self._client.update_port(port.id, **attrs)
-        mark = [naming.DEVICE_OWNER, naming.cnm_owner_tag(self._owner)]
+        mark = [naming.DEVICE_OWNER, naming.cnm_owner_tag(self._ownership.owner.mark)]
         self._client.set_tags("ports", port.id, list(port.tags) + mark + wanted)

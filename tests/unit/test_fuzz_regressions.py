@@ -14,8 +14,15 @@ from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, Subnet, SubnetPool
+from kuryr_cnm.ownership import Owner, Ownership
 from kuryr_cnm.protocol import (GwAllocCheckRequest, PoolRequest, ReleaseAddressRequest,
                                 RequestAddressRequest)
+from tests.unit.fake_neutron import FakeNeutron
+from tests.unit.wiring import Host
+
+
+def _ownership(conf, client) -> Ownership:
+    return Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix)
 
 
 @pytest.fixture
@@ -98,7 +105,7 @@ def _driver_with_endpoint(allocations: Allocations | None = None) -> tuple[Netwo
     endpoints = EndpointStore()
     endpoints.put(Endpoint("e" * 64, docker_net, port, "tapport1", "t_cport1", False))
     driver = NetworkDriver(conf, client, directory, Allocations() if allocations is None else allocations, endpoints,
-                           plugger, MagicMock(), MagicMock(), MagicMock())
+                           plugger, MagicMock(), MagicMock(), MagicMock(), _ownership(conf, client))
     body = {"NetworkID": "d" * 64, "EndpointID": "f" * 64, "Interface": {"Address": "10.0.0.5/24"}}
     return driver, plugger, body
 
@@ -119,7 +126,8 @@ def test_address_from_a_pool_that_does_not_exist_is_not_found():
     client, directory = MagicMock(), MagicMock()
     directory.pool_subnets.return_value = ()
     client.get_subnetpool.return_value = None
-    ipam = IpamDriver(config.load(), client, directory, Allocations(), MagicMock(), MagicMock())
+    ipam = IpamDriver(config.load(), client, directory, Allocations(), MagicMock(), MagicMock(),
+                      _ownership(config.load(), client))
     with pytest.raises(errors.NotFound, match="does not exist"):
         ipam.request_address({"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.9"})
     client.get_subnetpool.return_value = SubnetPool("p", "kuryrPool-10.0.0.0/28", ("10.0.0.0/28",), 4, 28, False, ())
@@ -129,23 +137,17 @@ def test_address_from_a_pool_that_does_not_exist_is_not_found():
 def test_delete_network_keeps_an_address_waiting_for_its_create_endpoint():
     """DeleteNetwork's orphan sweep deleted the port of a RequestAddress whose CreateEndpoint had
     not come yet (ReleasePool's sweep already kept those): that CreateEndpoint then failed 404."""
-    conf = config.load()
-    network = Network("net", "kuryr-net-x", 1500, False, (), ("sub",), "proj")
-    port = Port("port1", "kuryr-unbound-port", "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), (),
-                "compute:kuryr", "", conf.host, "ovs", {}, "DOWN", "proj",
-                raw={"description": naming.cnm_description(naming.owner(conf.host, conf.plugin_name))})
-    client, directory, plugger = MagicMock(), MagicMock(), MagicMock()
-    directory.docker_network.return_value = DockerNetwork("d" * 64, network, ())
-    client.delete_network.side_effect = errors.Conflict("network in use")
-    client.list_ports.return_value = [port]
-    plugger.list_kuryr_ports.return_value = []
-    allocations = Allocations()
-    allocations.put(port)
-    driver = NetworkDriver(conf, client, directory, allocations, EndpointStore(), plugger, MagicMock(),
-                           MagicMock(), MagicMock())
-    with pytest.raises(errors.Conflict, match="still has 1 port"):
-        driver.delete_network({"NetworkID": "d" * 64})
-    client.delete_port.assert_not_called()
+    neutron = FakeNeutron()
+    host = Host(neutron, "vm")
+    try:
+        net = host.create_network("10.40.0.0/24")
+        host.call("IpamDriver.RequestAddress", {"PoolID": net.pools[0], "Address": "", "Options": {}})
+        status, answer = host.plugin.router.dispatch(
+            "NetworkDriver.DeleteNetwork", json.dumps({"NetworkID": net.docker_id}).encode())
+        assert status == 409 and "still has ports" in answer["Err"]
+        assert len(neutron.ports()) == 1
+    finally:
+        host.close()
 
 
 @pytest.mark.parametrize("body", [[], "x", {"Options": True}, {"Options": ["internal"]}])
@@ -227,7 +229,8 @@ def test_an_address_released_before_its_delete_endpoint_does_not_come_back():
     first = Port("port1", "kuryr-unbound-port", "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), (),
                  "compute:kuryr", "", "host", "ovs", {}, "ACTIVE", "proj")
     client.list_ports.return_value = [first]
-    ipam = IpamDriver(config.load(), client, directory, allocations, deferred, MagicMock())
+    ipam = IpamDriver(config.load(), client, directory, allocations, deferred, MagicMock(),
+                      _ownership(config.load(), client))
     release = {"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.5"}
 
     ipam.release_address(release)  # the first endpoint still stands

@@ -6,12 +6,22 @@ from unittest.mock import MagicMock
 
 from kuryr_cnm import config, naming
 from kuryr_cnm.neutron import FixedIP, Port
+from kuryr_cnm.ownership import Owner, Ownership
 from kuryr_cnm.pool import PortPool
 
 
+def _ownership(conf, client) -> Ownership:
+    return Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix)
+
+
+HOST = config.load().host
+
+
 def _pool_port(i: int) -> Port:
+    """A pool port as this host's plugin (the default name) creates it."""
     return Port(f"pool{i}", "kuryr-pool-port", "net", f"fa:16:3e:00:00:0{i}", (FixedIP("sub", f"10.0.0.{i}"),), (),
-                "compute:kuryr", "", "host", "ovs", {}, "DOWN", "proj")
+                "compute:kuryr", "", HOST, "ovs", {}, "DOWN", "proj",
+                raw={"description": naming.pool_description(naming.owner(HOST, "kuryr"))})
 
 
 def test_drain_waits_for_a_refill_in_flight_and_leaves_none_of_its_ports():
@@ -29,7 +39,7 @@ def test_drain_waits_for_a_refill_in_flight_and_leaves_none_of_its_ports():
         return made[:len(bodies)]
     client.create_ports.side_effect = slow_bulk_create
     client.list_ports.return_value = []
-    pool = PortPool(conf, client)
+    pool = PortPool(conf, client, _ownership(conf, client))
     try:
         pool.prepare("net", ["sub"])
         assert in_create.wait(10)
@@ -52,13 +62,13 @@ def _enabled_pool(client, grace: int = 0) -> PortPool:
     conf = config.load()
     conf.set_override("enabled", True, group="vif_pool")
     conf.set_override("recovery_grace", grace, group="vif_pool")
-    return PortPool(conf, client)
+    return PortPool(conf, client, _ownership(conf, client))
 
 
 def _mine(pool: PortPool, i: int) -> Port:
     """A pool port as this plugin creates it (its description names the pool's owner)."""
     port = _pool_port(i)
-    return Port(**{**port.__dict__, "raw": {"description": naming.pool_description(pool._owner)}})
+    return Port(**{**port.__dict__, "raw": {"description": naming.pool_description(pool._ownership.owner.mark)}})
 
 
 def test_an_idle_pool_port_is_deleted_for_an_address_asked_for_by_name():
@@ -148,3 +158,34 @@ def test_a_refill_whose_ports_never_bind_stops_instead_of_looping():
         pool.close()  # waits for the refill: it must end
     assert client.create_ports.call_count == 1
     assert {c.args[0] for c in client.delete_port.call_args_list} == {p.id for p in unbound}
+
+
+def test_draining_a_shared_network_leaves_the_other_hosts_pool_ports():
+    """drain() listed every kuryr-pool-port of the network and deleted them all: on a network
+    several hosts adopted, one host's `docker network rm` deleted the others' idle pool ports."""
+    from tests.unit.fake_neutron import FakeNeutron
+    from tests.unit.wiring import Host
+
+    neutron = FakeNeutron()
+    network = neutron.make_network("shared")
+    subnet = neutron.make_subnet(network.id, "10.30.0.0/24")
+    here, there = (Host(neutron, name, vif_pool__enabled=True, vif_pool__ports_pool_min=2,
+                        vif_pool__ports_pool_batch=2) for name in ("vm", "host2"))
+    try:
+        for host in (here, there):
+            host.plugin.pool.prepare(network.id, [subnet.id])
+            host.plugin.pool._pools[network.id].refill.result(timeout=10)
+        theirs = {p.id for p in neutron.ports() if p.host_id == "host2"}
+        assert len(theirs) == 2 and len(neutron.ports()) == 4
+        here.plugin.pool.drain(network.id)
+        assert {p.id for p in neutron.ports()} == theirs
+        # a restarted plugin here (it knows none of its pool ports) drains only its own too
+        here.plugin.pool.prepare(network.id, [subnet.id])
+        here.plugin.pool._pools[network.id].refill.result(timeout=10)
+        restarted = Host(neutron, "vm", vif_pool__enabled=True)
+        restarted.plugin.pool.drain(network.id)
+        restarted.close()
+        assert {p.id for p in neutron.ports()} == theirs
+    finally:
+        here.close()
+        there.close()

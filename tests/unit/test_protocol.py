@@ -22,7 +22,7 @@ def test_create_network_as_docker_20_10_sends_it():
                           "AuxAddresses": {"host1": "10.0.0.10/24"}}],
             "IPv6Data": []}
     req = protocol.CreateNetworkRequest.parse(body)
-    assert req.network_id == NET and req.generic == {"neutron.net.name": "n1", "k": "v"}
+    assert req.network_id == NET and req.neutron.net == protocol.NeutronRef(name="n1")
     assert req.ipv4_data[0].gateway == "10.0.0.1/24" and req.ipv4_data[0].aux_addresses == {"host1": "10.0.0.10/24"}
     assert not req.internal
 
@@ -92,3 +92,29 @@ def test_join_response_never_lets_docker_add_gwbridge():
                                 (protocol.StaticRoute("192.168.0.0/24", "10.0.0.254"),)).to_json()
     assert out["Gateway"] == "10.0.0.1" and out["GatewayIPv6"] == "fd00::1"
     assert out["StaticRoutes"] == [{"Destination": "192.168.0.0/24", "RouteType": 0, "NextHop": "10.0.0.254"}]
+
+
+@pytest.mark.parametrize("value,shared", [("1", True), ("true", True), ("True", True), ("yes", True), ("on", True),
+                                          ("0", False), ("false", False), ("no", False), ("", False)])
+def test_neutron_net_shared_means_the_same_in_create_network_and_request_pool(value, shared):
+    """CreateNetwork read `== "true"` and RequestPool read true/1/yes: `-o neutron.net.shared=1`
+    gave a shared subnetpool on an unshared network."""
+    create = protocol.CreateNetworkRequest.parse(
+        {"NetworkID": NET, "Options": {"com.docker.network.generic": {"neutron.net.shared": value}}})
+    pool = protocol.RequestPoolRequest.parse({"Pool": "10.0.0.0/24", "Options": {"neutron.net.shared": value}})
+    assert create.neutron.net_shared is shared and pool.neutron.net_shared is shared
+
+
+@pytest.mark.parametrize("opts,needle", [({"neutron.net.shared": "maybe"}, "neutron.net.shared"),
+                                         ({"com.docker.network.driver.mtu": "big"}, "MTU"),
+                                         ({"com.docker.network.driver.mtu": "10"}, "MTU")])
+def test_an_option_that_means_nothing_is_a_bad_request(opts, needle):
+    with pytest.raises(BadRequest, match=needle):
+        protocol.CreateNetworkRequest.parse({"NetworkID": NET, "Options": {"com.docker.network.generic": opts}})
+
+
+def test_neutron_options_name_v4_and_v6_resources_apart():
+    opts = protocol.NeutronOptions.parse("m", {"neutron.subnet.uuid": "s4", "neutron.subnet.v6.name": "s6",
+                                               "neutron.pool.name": "p4", "com.docker.network.driver.mtu": "1400"})
+    assert opts.subnet(False) == protocol.NeutronRef(uuid="s4") and opts.subnet(True) == protocol.NeutronRef(name="s6")
+    assert opts.pool(False).name == "p4" and not opts.pool(True) and opts.mtu == 1400 and not opts.net

@@ -1,0 +1,236 @@
+"""Ownership: the one rule for "may kuryr-cnm delete this?", and the one place that deletes.
+
+Many hosts share one Neutron, and kuryr-libnetwork, other kuryr-cnm instances (another host,
+another plugin name on this host) and operators make resources beside us. So:
+* a **port** is deleted only if this plugin on this host made it (its mark: the description it
+  writes at creation, or its owner tag) and the reason for deleting fits the port's state; or
+  if it is a port kuryr-libnetwork made here and Docker on this host released its address
+  (after a swap back from kuryr-libnetwork). A port another kuryr-cnm marked, a port bound to
+  another host and a port kuryr adopted (`kuryr.port.existing`, reset instead) never are.
+* a **network, subnet or subnet pool** is deleted only when nothing uses it any more: no Docker
+  network on any host (the `kuryr.net.uuid.lh:` tags on the Neutron network name each one), and
+  only if kuryr made it (its kuryr name, and no `kuryr.subnetpool.existing` tag). What an
+  operator made is never deleted, only untagged.
+
+Every path that deletes (ReleaseAddress, ReleasePool, DeleteNetwork, the port pool, the
+reconciler, gc) calls `Ownership`; nothing else in kuryr-cnm deletes a Neutron resource.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from kuryr_cnm import errors, naming
+from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet, SubnetPool
+
+LOG = logging.getLogger(__name__)
+
+class Why(enum.Enum):
+    """Why a port is to be deleted: the rule depends on it."""
+    RELEASED = "Docker released its address"
+    LOST = "an address no endpoint took (its answer was lost on the way to Docker)"
+    UNHELD = "nothing on this host holds it"
+    POOL = "an idle pool port"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """This plugin on this host: the mark on what it makes."""
+    host: str
+    plugin_name: str
+
+    @property
+    def mark(self) -> str:
+        return naming.owner(self.host, self.plugin_name)
+
+    def made(self, port: Port) -> bool:
+        """The port carries this plugin's mark."""
+        description = port.raw.get("description") or ""
+        return (naming.cnm_owner_tag(self.mark) in port.tags
+                or description in (naming.cnm_description(self.mark), naming.pool_description(self.mark)))
+
+    def made_pool_port(self, port: Port) -> bool:
+        """An idle port of this plugin's pool, as Neutron lists it (never handed out)."""
+        return (not port.device_id and port.name == naming.POOL_PORT_NAME
+                and port.raw.get("description") == naming.pool_description(self.mark))
+
+
+def marked_by_another(port: Port, owner: Owner) -> bool:
+    """Another kuryr-cnm's mark (another host, or another plugin name on this host)."""
+    description = port.raw.get("description") or ""
+    return not owner.made(port) and (
+        any(t.startswith(naming.CNM_OWNER_TAG) for t in port.tags)
+        or description.startswith(("created by kuryr-cnm ", "kuryr-cnm port pool of ")))
+
+
+def legacy_kuryr_port(port: Port) -> bool:
+    """kuryr-libnetwork's IPAM ports: tagged compute:kuryr, or (no tag support) named
+    `<device_id>-port`; kuryr's names with kuryr's device_owner when the tags were lost."""
+    return (naming.DEVICE_OWNER in port.tags
+            or (port.name in (naming.UNBOUND_PORT_NAME, naming.POOL_PORT_NAME)
+                and port.device_owner == naming.DEVICE_OWNER)
+            or (bool(port.device_id) and port.name == f"{port.device_id}-port"))
+
+
+def may_delete_port(port: Port, owner: Owner, why: Why, held: Collection[str] = ()) -> bool:
+    """The rule. `held`: the port ids this process holds for Docker (handed out, plugged, pooled)."""
+    if naming.PORT_EXISTING_TAG in port.tags:
+        return False  # adopted: given back as it was, never deleted
+    if port.host_id and port.host_id != owner.host:
+        return False  # bound to another host: that host's to judge
+    if owner.made(port):
+        if why is Why.POOL:
+            return owner.made_pool_port(port)
+        if why is Why.RELEASED:
+            return True
+        if port.id in held or port.name == naming.POOL_PORT_NAME:
+            return False  # the pool's own (Why.POOL), or held here
+        return why is Why.UNHELD or not port.device_id  # LOST: no endpoint ever took it
+    if marked_by_another(port, owner):
+        return False
+    # kuryr-libnetwork's port, here or unbound: only Docker on this host releasing it says it is done
+    return why is Why.RELEASED and legacy_kuryr_port(port)
+
+
+# --- networks, subnets, subnet pools -------------------------------------------------------
+
+def docker_users(network: Network) -> list[str]:
+    """The Docker networks (on any host, of any kuryr) that use a Neutron network: one
+    `kuryr.net.uuid.lh:` tag each (its first 32 characters)."""
+    return [t[len(naming.ID_LH_TAG):] for t in network.tags if t.startswith(naming.ID_LH_TAG)]
+
+
+def made_network(network: Network) -> bool:
+    """kuryr made it (CreateNetwork, or RequestPool's pending network): its name says so."""
+    return network.name.startswith(naming.NET_NAME_PREFIX)
+
+
+def made_subnet(subnet: Subnet) -> bool:
+    return subnet.name.startswith(naming.SUBNET_NAME_PREFIX)
+
+
+def made_subnetpool(pool: SubnetPool, name_prefix: str) -> bool:
+    """A `kuryrPool-<cidr>` kuryr made, not one it adopted (`neutron.pool.*`)."""
+    return pool.name.startswith(name_prefix + "-") and naming.SUBNETPOOL_EXISTING_TAG not in pool.tags
+
+
+def tags_without_user(tags: Iterable[str], docker_id: str) -> list[str]:
+    """A network's tags once Docker network `docker_id` no longer uses it."""
+    mine = set(naming.id_tags(docker_id)) | {naming.network_existing_tag(docker_id)}
+    return [t for t in tags if t not in mine]
+
+
+class Ownership:
+    """Deletes on behalf of every path, after asking the rule."""
+
+    def __init__(self, client: NeutronClient, owner: Owner, subnetpool_prefix: str,
+                 held: Callable[[], Collection[str]] = frozenset) -> None:
+        """`held()`: the port ids this process holds for Docker (handed out, plugged, pooled)."""
+        self._client = client
+        self.owner = owner
+        self._pool_prefix = subnetpool_prefix
+        self._held = held
+
+    # -- ports --
+    def may_delete(self, port: Port, why: Why, held: Collection[str] = ()) -> bool:
+        return may_delete_port(port, self.owner, why, held)
+
+    def delete_port(self, port: Port, why: Why, held: Collection[str] = ()) -> bool:
+        """Delete `port` if the rule allows; True if it was deleted (or already gone)."""
+        if not may_delete_port(port, self.owner, why, held):
+            return False
+        self._client.delete_port(port.id)
+        return True
+
+    def delete_lost_addresses(self, ports: Iterable[Port], call: str) -> list[Port]:
+        """For ReleasePool and DeleteNetwork, which Docker sends once no endpoint is left: delete
+        our ports that no endpoint took; return the other ports."""
+        remaining = []
+        held = self._held()
+        for port in ports:
+            if may_delete_port(port, self.owner, Why.LOST, held):
+                LOG.info("%s: deleting port %s of network %s, %s", call, port.id, port.network_id, Why.LOST.value)
+                self._client.delete_port(port.id)
+            else:
+                remaining.append(port)
+        return remaining
+
+    # -- subnet pools --
+    def release_subnetpool_if_unused(self, pool: SubnetPool) -> bool:
+        """Once no subnet is allocated from `pool` or tagged with its id (any Docker network's,
+        on any host): delete it if kuryr made it, or drop kuryr's adoption tag from an
+        operator's pool. True if it was deleted."""
+        if self._client.list_subnets(subnetpool_id=pool.id) or self._client.list_subnets(tags=pool.id):
+            return False
+        if naming.SUBNETPOOL_EXISTING_TAG in pool.tags:
+            self._client.remove_tag("subnetpools", pool.id, naming.SUBNETPOOL_EXISTING_TAG)
+            return False
+        if not made_subnetpool(pool, self._pool_prefix):
+            return False
+        try:
+            self._client.delete_subnetpool(pool.id)
+        except (errors.Conflict, errors.BadRequest) as exc:  # Neutron 29: 400 SubnetPoolDeleteError
+            LOG.info("subnetpool %s is in use again (a subnet was allocated from it meanwhile): %s; kept",
+                     pool.id, exc.message)
+            return False
+        return True
+
+    def _release_pools_of(self, pool_ids: Iterable[str | None]) -> None:
+        for pool_id in {p for p in pool_ids if p and naming.is_neutron_id(p)}:
+            pool = self._client.get_subnetpool(pool_id)
+            if pool is not None:
+                self.release_subnetpool_if_unused(pool)
+
+    # -- subnets and networks (only once no Docker network uses the network) --
+    def release_subnets(self, network: Network, call: str) -> None:
+        """The last Docker network has left `network` (the caller checked `docker_users` of the
+        network as it will be tagged). Delete the subnets kuryr made on it (when a delete meets
+        ports, our lost addresses in it go and the delete is tried again; Conflict if ports
+        remain), untag an operator's subnets, then release the subnet pools they named."""
+        for subnet in self._client.list_subnets(network_id=network.id):
+            if made_subnet(subnet):
+                self._delete_subnet(subnet, call)
+                self._release_pools_of([subnet.subnetpool_id, *subnet.tags])
+                continue
+            pool_tags = [t for t in subnet.tags if naming.is_neutron_id(t)
+                         and self._client.get_subnetpool(t) is not None]
+            for tag in pool_tags:
+                self._client.remove_tag("subnets", subnet.id, tag)
+            self._release_pools_of(pool_tags)
+
+    def _delete_subnet(self, subnet: Subnet, call: str) -> None:
+        try:
+            self._client.delete_subnet(subnet.id)
+            return
+        except errors.Conflict:
+            ports = self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
+            left = self.delete_lost_addresses(ports, call)
+        try:
+            if len(left) < len(ports):
+                self._client.delete_subnet(subnet.id)
+                return
+        except errors.Conflict:
+            left = self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
+        raise errors.Conflict(f"subnet {subnet.id} ({subnet.cidr}) still has ports "
+                              f"({', '.join(p.id for p in left[:5])}); remove the containers or ports using "
+                              "it, then 'docker network rm' again")
+
+    def delete_network_if_unused(self, network: Network, call: str) -> bool:
+        """Delete a network kuryr made once no Docker network uses it (after `release_subnets`);
+        our lost addresses on it go first if the delete meets ports; Conflict if others remain."""
+        if docker_users(network) or not made_network(network):
+            return False
+        try:
+            self._client.delete_network(network.id)
+            return True
+        except errors.Conflict:
+            ports = self.delete_lost_addresses(self._client.list_ports(network_id=network.id), call)
+            if ports:
+                raise errors.Conflict(
+                    f"Neutron network {network.id} still has {len(ports)} port(s) "
+                    f"({', '.join(p.id for p in ports[:5])}); remove the containers using it, or delete "
+                    "ports kuryr did not make, then 'docker network rm' again") from None
+        self._client.delete_network(network.id)
+        return True

@@ -1,0 +1,123 @@
+"""The one ownership rule, and networks, subnets and pools that several Docker networks share."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kuryr_cnm import naming
+from kuryr_cnm.neutron import FixedIP, Port
+from kuryr_cnm.ownership import Owner, Why, may_delete_port
+from tests.unit.fake_neutron import FakeNeutron
+from tests.unit.wiring import Host
+
+ME = Owner("vm", "kuryr")
+
+
+def _port(*, host: str = "vm", tags: tuple[str, ...] = (), description: str = "", name: str = "kuryr-unbound-port",
+          device_id: str = "", device_owner: str = "compute:kuryr", pid: str = "p1") -> Port:
+    return Port(pid, name, "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), tags, device_owner,
+                device_id, host, "ovs", {}, "ACTIVE", "proj", raw={"description": description})
+
+
+MINE = naming.cnm_description("kuryr@vm")
+MY_POOL = naming.pool_description("kuryr@vm")
+
+
+@pytest.mark.parametrize("port,why,allowed", [
+    (_port(description=MINE), Why.RELEASED, True),
+    (_port(description=MINE), Why.LOST, True),
+    (_port(description=MINE, device_id="e" * 64), Why.LOST, False),  # an endpoint took it
+    (_port(description=MINE, device_id="e" * 64), Why.UNHELD, True),
+    (_port(tags=(naming.cnm_owner_tag("kuryr@vm"),), device_id="e" * 64), Why.RELEASED, True),
+    (_port(description=MY_POOL, name=naming.POOL_PORT_NAME), Why.POOL, True),
+    (_port(description=MY_POOL, name=naming.POOL_PORT_NAME), Why.LOST, False),  # the pool's own
+    (_port(description=MY_POOL, name=naming.POOL_PORT_NAME), Why.UNHELD, False),
+    (_port(description=MINE), Why.POOL, False),  # handed out: not an idle pool port
+    (_port(description=MINE, tags=(naming.PORT_EXISTING_TAG,)), Why.RELEASED, False),  # adopted: reset
+    (_port(description=MINE, host="host2"), Why.RELEASED, False),  # bound to another host
+    (_port(description=naming.pool_description("kuryr@host2"), name=naming.POOL_PORT_NAME, host="host2"),
+     Why.POOL, False),
+    (_port(description=naming.pool_description("kuryr@host2"), name=naming.POOL_PORT_NAME, host=""),
+     Why.POOL, False),
+    (_port(description=naming.cnm_description("kcnm2@vm")), Why.RELEASED, False),  # another plugin here
+    (_port(tags=(naming.cnm_owner_tag("kuryr@host2"), naming.DEVICE_OWNER), host=""), Why.RELEASED, False),
+    (_port(tags=(naming.DEVICE_OWNER,)), Why.RELEASED, True),  # kuryr-libnetwork's, Docker here released it
+    (_port(tags=(naming.DEVICE_OWNER,)), Why.LOST, False),
+    (_port(tags=(naming.DEVICE_OWNER,)), Why.UNHELD, False),
+    (_port(device_owner="compute:nova", name="vm-port"), Why.RELEASED, False),  # an operator's
+])
+def test_the_rule(port, why, allowed):
+    assert may_delete_port(port, ME, why) is allowed
+
+
+def test_a_held_port_is_never_lost_nor_unheld():
+    port = _port(description=MINE)
+    assert not may_delete_port(port, ME, Why.LOST, held={"p1"})
+    assert not may_delete_port(port, ME, Why.UNHELD, held={"p1"})
+    assert may_delete_port(port, ME, Why.RELEASED, held={"p1"})
+
+
+@pytest.fixture
+def neutron() -> FakeNeutron:
+    fake = FakeNeutron()
+    fake.make_subnetpool("kuryr", ["10.10.0.0/16"], 24)
+    return fake
+
+
+@pytest.fixture
+def hosts(neutron) -> Iterator[tuple[Host, Host]]:
+    one, two = Host(neutron, "vm"), Host(neutron, "host2")
+    yield one, two
+    one.close()
+    two.close()
+
+
+def _kuryr_state(neutron: FakeNeutron) -> tuple[int, int, int]:
+    return (len([n for n in neutron.networks() if n.name.startswith("kuryr-net-")]),
+            len([s for s in neutron.subnets() if s.name.startswith("kuryr-subnet-")]),
+            len([p for p in neutron.subnetpools() if p.name.startswith("kuryrPool-")]))
+
+
+@pytest.mark.parametrize("first_out", ["adopter", "creator"])
+def test_a_network_shared_by_two_hosts_goes_with_the_last_one(neutron, hosts, first_out):
+    """Host 2 adopts host 1's Neutron network with the same --subnet (kuryr-libnetwork's
+    multi-host recipe). Host 2's `docker network rm` deleted the kuryr-subnet of the adopted
+    network (and a ReleasePool of a shared PoolID its subnet pool): host 1's network lost its
+    subnet. Whichever host leaves first, nothing goes until the last one leaves."""
+    creator, adopter = hosts
+    mine = creator.create_network("10.20.0.0/24")
+    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+    theirs = adopter.create_network("10.20.0.0/24", options={"neutron.net.uuid": network.id})
+    assert _kuryr_state(neutron) == (1, 1, 2)
+    first, second = ((adopter, theirs), (creator, mine)) if first_out == "adopter" else \
+        ((creator, mine), (adopter, theirs))
+    first[0].remove_network(first[1])
+    assert _kuryr_state(neutron)[:2] == (1, 1), "the network or its subnet went while a Docker network used it"
+    assert [s.cidr for s in neutron.subnets()] == ["10.20.0.0/24"]
+    # the host still there can still hand out addresses on it
+    second[0].call("IpamDriver.RequestAddress", {"PoolID": second[1].pools[0], "Address": "", "Options": {}})
+    assert len([p for p in neutron.ports() if p.network_id == network.id]) == 1
+    for port in neutron.ports():
+        neutron.delete_port(port.id)
+    second[0].remove_network(second[1])
+    assert _kuryr_state(neutron) == (0, 0, 0)
+
+
+def test_a_pool_id_two_docker_networks_hold_is_released_by_the_last(neutron, hosts):
+    """Two hosts' RequestPool for one CIDR can get the same kuryrPool (it is free at both
+    requests; kuryr-libnetwork hands every host the same one). The second host, on the first
+    one's network, released the pool: the first ReleasePool deleted the subnet pool and the
+    subnet the other Docker network still used."""
+    creator, adopter = hosts
+    pool = creator.request_pool("10.21.0.0/24")
+    same = adopter.request_pool("10.21.0.0/24")
+    assert same["PoolID"] == pool["PoolID"]
+    mine = creator.create_network(pool=pool)
+    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+    theirs = adopter.create_network(pool=same, options={"neutron.net.uuid": network.id})
+    adopter.remove_network(theirs)
+    assert [p.id for p in neutron.subnetpools() if p.name.startswith("kuryrPool-")] == [pool["PoolID"]]
+    assert [s.cidr for s in neutron.subnets() if s.network_id == network.id] == ["10.21.0.0/24"]
+    creator.remove_network(mine)
+    assert _kuryr_state(neutron) == (0, 0, 0)
