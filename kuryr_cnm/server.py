@@ -284,7 +284,8 @@ def tcp_bind_address(uri: str, *, bind_all: bool = False, verified_clients: bool
     Anyone who reaches the listener drives Neutron with kuryr's credentials, so a
     missing or wildcard host means loopback unless bind_all says otherwise."""
     parts = urlsplit(uri)
-    host, port = parts.hostname or "", parts.port or DEFAULT_PORT
+    # an explicit :0 is an ephemeral port (the spec file tells Docker which); none at all is 23750
+    host, port = parts.hostname or "", DEFAULT_PORT if parts.port is None else parts.port
     if host in _WILDCARDS and not bind_all:
         loopback = "::1" if host == "::" else "127.0.0.1"
         if host:
