@@ -14,7 +14,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from kuryr_cnm import errors, nested, neutron, protocol
+from kuryr_cnm import deadline, errors, nested, neutron, protocol
 from kuryr_cnm.binding import Plugger
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory
@@ -57,12 +57,17 @@ def logged(method: str, handler: Callable[[Any], Mapping[str, Any]]) -> Callable
     def run(body: Any) -> Mapping[str, Any]:
         calls = neutron.start_call_log()
         started = time.monotonic()
+        deadline.start()
         outcome = "ok"
         try:
             return handler(body)
         except errors.PluginError as exc:
             outcome = f"error {exc.status}: {exc.message}"
             raise
+        except errors.NeutronError as exc:  # what no handler made its own answer: translated once, here
+            answer = errors.for_docker(exc)
+            outcome = f"error {answer.status}: {answer.message}"
+            raise answer from None
         except Exception as exc:
             outcome = f"internal error {exc.__class__.__name__}"
             raise
@@ -95,7 +100,7 @@ class Plugin:
     def _background(self) -> None:
         try:
             self.pool.recover()
-        except errors.PluginError as exc:
+        except errors.FAILURES as exc:
             LOG.warning("port pool: could not look for pool ports left in Neutron: %s", exc.message)
         except Exception:  # noqa: BLE001 - a bug must not stop the reconciler below
             LOG.exception("port pool: recovery failed")

@@ -159,9 +159,9 @@ def _check_port_driver(driver: nested.NestedDriver | None) -> None:
         return
     try:
         driver.check()
-    except errors.Unavailable as exc:
+    except (errors.Unavailable, errors.NeutronUnavailable) as exc:
         LOG.warning("port driver %s: cannot check its prerequisites now: %s", driver.name, exc.message)
-    except errors.PluginError as exc:
+    except errors.FAILURES as exc:
         raise nested.NestedError(f"port driver {driver.name}: {exc.message}") from None
 
 

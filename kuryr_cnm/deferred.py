@@ -32,7 +32,7 @@ MAX_PAUSE = 15.0
 
 def is_transient(exc: BaseException) -> bool:
     """Worth trying again later: Neutron down, timing out, or answering 5xx."""
-    return isinstance(exc, errors.Unavailable) or (isinstance(exc, errors.BackendError) and exc.status >= 500)
+    return isinstance(exc, (errors.NeutronUnavailable, errors.NeutronServerError))
 
 
 class _Queue:
@@ -65,7 +65,7 @@ class DeferredWrites:
             try:
                 fn()
                 return
-            except errors.PluginError as exc:
+            except errors.FAILURES as exc:
                 if not is_transient(exc) or time.monotonic() + pause > give_up_at or self._closing.is_set():
                     raise
                 LOG.info("background %s: %s; trying again in %.0f s", what, exc.message, pause)

@@ -21,7 +21,7 @@ from oslo_config import cfg
 
 from kuryr_cnm import config, errors, naming, ownership, subnets
 from kuryr_cnm.deferred import DeferredWrites
-from kuryr_cnm.directory import PENDING_TAG, Directory
+from kuryr_cnm.directory import Directory
 from kuryr_cnm.endpoints import Allocations
 from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.ownership import Ownership, Why
@@ -144,7 +144,7 @@ class IpamDriver:
         net = self._client.create_network(name=naming.NET_NAME_PREFIX + "pending", shared=shared,
                                           admin_state_up=True)
         try:
-            self._client.set_tags("networks", net.id, [PENDING_TAG])
+            self._client.set_tags("networks", net.id, [naming.PENDING_TAG])
             subnet = subnets.carve_subnet(self._client, parent, net.id, cidr=cidr, enable_dhcp=self._enable_dhcp)
         except Exception:
             self._client.delete_network(net.id)
@@ -153,32 +153,39 @@ class IpamDriver:
         return subnet
 
     def release_pool(self, body: Any) -> dict[str, Any]:
-        """The Docker network that held this pool is going (DeleteNetwork comes next). Its
-        subnets go with the last Docker network on their Neutron network (DeleteNetwork, on
-        whichever host that is), and a pool once no subnet names it: another Docker network,
-        on this host or another, may hold the same pool or use the same subnet."""
+        """The Docker network that held this pool is going (DeleteNetwork comes next). A subnet
+        of the pool goes now if that Docker network is the only one on the subnet's Neutron
+        network; if other Docker networks (another host's, adopting it) use that network, the
+        subnet stays, and goes with the last of them (DeleteNetwork). The pool goes once no
+        subnet is allocated from it or tagged with it: another Docker network, here or on
+        another host, may hold the same pool."""
         pool_id = PoolRequest.parse(body).pool_id
         self._dir.forget_pool(pool_id)
         pool = self._client.get_subnetpool(pool_id)
-        if pool is None:
-            self._release_carved(pool_id)
-        else:
-            self._ownership.release_subnetpool_if_unused(pool)
+        if pool is None:  # a carved subnet's id
+            subnet = self._client.get_subnet(pool_id)
+            if subnet is not None:
+                self._release_if_alone(subnet, delete_pending=True)
+            return {}
+        if naming.SUBNETPOOL_EXISTING_TAG not in pool.tags and not ownership.made_subnetpool(
+                pool, self._conf.subnetpool_name_prefix):
+            return {}  # an operator's pool kuryr never adopted: nothing of ours
+        found = {s.id: s for s in self._client.list_subnets(subnetpool_id=pool.id)
+                 + self._client.list_subnets(tags=pool.id)}
+        for subnet in found.values():
+            self._release_if_alone(subnet)
+        self._ownership.release_subnetpool_if_unused(pool)
         return {}
 
-    def _release_carved(self, subnet_id: str) -> None:
-        """A carved subnet's PoolID: if CreateNetwork never came (its network is still the
-        pending one and no Docker network uses it), the subnet and the placeholder go now."""
-        subnet = self._client.get_subnet(subnet_id)
-        if subnet is None:
-            return
+    def _release_if_alone(self, subnet: Subnet, delete_pending: bool = False) -> None:
         net = self._client.get_network(subnet.network_id)
-        if PENDING_TAG not in net.tags or ownership.docker_users(net):
-            return  # DeleteNetwork releases it
-        self._deferred.settle(self._allocations.releasing_on(net.id), "ReleasePool")
+        if len(ownership.docker_users(net)) > 1:
+            return  # other Docker networks use it: the last one's DeleteNetwork releases it
+        self._deferred.settle(self._allocations.on_network(net.id), "ReleasePool")
         self._pool.drain(net.id)
-        self._ownership.release_subnets(net, "ReleasePool")
-        self._ownership.delete_network_if_unused(net, "ReleasePool")
+        self._ownership.release_subnet(subnet, "ReleasePool")
+        if delete_pending and naming.PENDING_TAG in net.tags and not ownership.docker_users(net):
+            self._ownership.delete_network_if_unused(net, "ReleasePool")  # CreateNetwork never came
 
     # -- addresses --
     def request_address(self, body: Any) -> dict[str, Any]:
@@ -288,7 +295,7 @@ class IpamDriver:
                 # creator's mark goes in the description now and the tags come with the
                 # endpoint's, in the background write after CreateEndpoint.
                 description=naming.cnm_description(self._ownership.owner.mark))
-        except errors.Conflict as exc:
+        except errors.NeutronConflict as exc:
             if address:
                 raise errors.Conflict(f"address {address} is already in use in subnet {subnet.cidr}: "
                                       f"{exc.message}; choose another --ip") from None

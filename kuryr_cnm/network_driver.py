@@ -335,9 +335,9 @@ class NetworkDriver:
         self._client.update_port(port.id, **{"binding:host_id": ""})
         try:
             return self._client.update_port(port.id, **{"mac_address": mac, "binding:host_id": self._conf.host})
-        except errors.PluginError as exc:
+        except errors.NeutronError as exc:
             self._client.update_port(port.id, **{"binding:host_id": self._conf.host})
-            if isinstance(exc, errors.Conflict):
+            if isinstance(exc, errors.NeutronConflict):
                 raise errors.Conflict(
                     f"MAC {mac} is already used by another port on this network ({exc.message}). To use a "
                     "pre-created port, start the container with its address (--ip, and --mac-address if you "
@@ -474,7 +474,7 @@ class NetworkDriver:
         ids = [f.subnet_id for f in endpoint.port.fixed_ips]
         try:
             return [s for s in self._dir.current_subnets(endpoint.port.network_id) if s.id in ids]
-        except (errors.Unavailable, errors.BackendError) as exc:
+        except (errors.NeutronUnavailable, errors.NeutronServerError) as exc:
             LOG.warning("Join of %s: Neutron did not answer (%s); using the subnets held in memory",
                         endpoint.endpoint_id[:12], exc.message)
             return [s for s in endpoint.network.subnets if s.id in ids]

@@ -190,36 +190,37 @@ class NeutronClient:
     def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                  body: Mapping[str, Any] | None = None, ok: Iterable[int] = (200, 201, 204),
                  headers: Mapping[str, str] | None = None) -> Any:
+        label = f"{method} {path.split('?')[0][:120]}"
         if not _ids_in_path_ok(path):
             if 404 in ok:
                 return None  # a DELETE of what cannot exist
-            raise errors.NotFound(f"{path.split('/')[2][:60]!r} is not a Neutron id: no {path.split('/')[1]} has it")
+            raise errors.NeutronNotFound(label, f"{path.split('/')[2][:60]!r} is not a Neutron id: no "
+                                         f"{path.split('/')[1]} has it")
         started = time.monotonic()
-        label = f"{method} {path.split('?')[0]}"
         try:
             resp = self._send(method, path, params, body, headers or {})
         except ks_exc.SSLError:
             # before ConnectionError, its base: a bad certificate is no timeout, and retrying won't help
-            raise errors.Unavailable("TLS with Neutron (or Keystone) failed: its certificate could not be "
-                                     "verified, or the endpoint does not speak TLS; for a private CA set "
-                                     "[neutron] cafile to the CA certificate") from None
+            raise errors.NeutronUnavailable(label, "TLS with Neutron (or Keystone) failed: its certificate could "
+                                            "not be verified, or the endpoint does not speak TLS; for a private "
+                                            "CA set [neutron] cafile to the CA certificate", status=0) from None
         except ks_exc.ConnectFailure as exc:
             # keystoneauth raises the same for Keystone (a token, the catalog) as for Neutron
-            raise errors.Unavailable(f"Neutron is unreachable ({exc.__class__.__name__}); check that "
-                                     "neutron-server runs (and Keystone, with keystoneauth options) and "
-                                     "[neutron] points at it, then retry") from None
+            raise errors.NeutronUnavailable(label, f"Neutron is unreachable ({exc.__class__.__name__}); check "
+                                            "that neutron-server runs (and Keystone, with keystoneauth options) "
+                                            "and [neutron] points at it, then retry", status=0) from None
         except (ks_exc.ConnectionError, ks_exc.RequestTimeout) as exc:
-            raise errors.Unavailable(f"Neutron did not answer {label} in time ({exc.__class__.__name__}); "
-                                     "retry when Neutron is healthy") from None
+            raise errors.NeutronUnavailable(label, f"Neutron did not answer {label} in time "
+                                            f"({exc.__class__.__name__}); retry when Neutron is healthy",
+                                            status=0) from None
         except ks_exc.ClientException as exc:  # auth failures and the like
-            raise errors.BackendError(f"Neutron request {label} failed: {redact.scrub(str(exc))}; "
-                                      "check [neutron] credentials") from None
+            raise errors.NeutronUnauthorized(label, redact.scrub(str(exc))) from None
         ms = (time.monotonic() - started) * 1000
         calls = _CALLS.get()
         if calls is not None:
             calls.append(f"{label} {resp.status_code} {ms:.0f}ms")
         if resp.status_code not in ok:
-            raise _error_for(resp.status_code, label, _neutron_message(resp))
+            raise _error_for(resp.status_code, label, *_neutron_message(resp))
         return resp.json() if resp.content else None
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
@@ -265,7 +266,7 @@ class NeutronClient:
     def get_subnet(self, subnet_id: str) -> Subnet | None:
         try:
             return Subnet.from_api(self._request("GET", f"/subnets/{subnet_id}")["subnet"])
-        except errors.NotFound:
+        except errors.NeutronNotFound:
             return None
 
     def create_subnet(self, **attrs: Any) -> Subnet:
@@ -284,7 +285,7 @@ class NeutronClient:
     def get_subnetpool(self, pool_id: str) -> SubnetPool | None:
         try:
             return SubnetPool.from_api(self._request("GET", f"/subnetpools/{pool_id}")["subnetpool"])
-        except errors.NotFound:
+        except errors.NeutronNotFound:
             return None
 
     def create_subnetpool(self, **attrs: Any) -> SubnetPool:
@@ -300,7 +301,7 @@ class NeutronClient:
     def get_port(self, port_id: str) -> Port | None:
         try:
             return Port.from_api(self._request("GET", f"/ports/{port_id}")["port"])
-        except errors.NotFound:
+        except errors.NeutronNotFound:
             return None
 
     def create_port(self, **attrs: Any) -> Port:
@@ -374,27 +375,14 @@ def _ids_in_path_ok(path: str) -> bool:
     return len(parts) < 3 or naming.is_neutron_id(parts[2])
 
 
-def _neutron_message(resp: Any) -> str:
+def _neutron_message(resp: Any) -> tuple[str, str]:
+    """(Neutron's message, its error type) from an error answer."""
     try:
         err = resp.json().get("NeutronError") or {}
-        return err.get("message") or resp.text[:300]
-    except ValueError:
-        return resp.text[:300]
+        return err.get("message") or resp.text[:300], err.get("type") or ""
+    except (ValueError, AttributeError):
+        return resp.text[:300], ""
 
 
-def _error_for(status: int, label: str, message: str) -> errors.PluginError:
-    text = f"Neutron refused {label}: {message}"
-    if status == 404:
-        return errors.NotFound(text)
-    if status == 409:
-        return errors.Conflict(text)
-    if status == 412:
-        return errors.PreconditionFailed(text)
-    if status in (400, 422):
-        return errors.BadRequest(text)
-    if status in (401, 403):
-        return errors.BackendError(text + " (check the credentials and role of kuryr's Neutron user: it "
-                                   "needs admin to bind ports to hosts)", status=403)
-    if status in (502, 503, 504):
-        return errors.Unavailable(text)
-    return errors.BackendError(text)
+def _error_for(status: int, label: str, message: str, kind: str = "") -> errors.NeutronError:
+    return errors.neutron_error(status, label, message, kind)

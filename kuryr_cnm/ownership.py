@@ -171,7 +171,7 @@ class Ownership:
             return False
         try:
             self._client.delete_subnetpool(pool.id)
-        except (errors.Conflict, errors.BadRequest) as exc:  # Neutron 29: 400 SubnetPoolDeleteError
+        except (errors.NeutronConflict, errors.NeutronBadRequest) as exc:  # Neutron 29: 400 SubnetPoolDeleteError
             LOG.info("subnetpool %s is in use again (a subnet was allocated from it meanwhile): %s; kept",
                      pool.id, exc.message)
             return False
@@ -190,28 +190,33 @@ class Ownership:
         ports, our lost addresses in it go and the delete is tried again; Conflict if ports
         remain), untag an operator's subnets, then release the subnet pools they named."""
         for subnet in self._client.list_subnets(network_id=network.id):
-            if made_subnet(subnet):
-                self._delete_subnet(subnet, call)
-                self._release_pools_of([subnet.subnetpool_id, *subnet.tags])
-                continue
-            pool_tags = [t for t in subnet.tags if naming.is_neutron_id(t)
-                         and self._client.get_subnetpool(t) is not None]
-            for tag in pool_tags:
-                self._client.remove_tag("subnets", subnet.id, tag)
-            self._release_pools_of(pool_tags)
+            self.release_subnet(subnet, call)
+
+    def release_subnet(self, subnet: Subnet, call: str) -> None:
+        """No Docker network uses `subnet` any more: delete it if kuryr made it (Conflict if
+        ports other than our lost addresses remain), or drop kuryr's pool tags from an
+        operator's; then release the subnet pools it named."""
+        if made_subnet(subnet):
+            self._delete_subnet(subnet, call)
+            self._release_pools_of([subnet.subnetpool_id, *subnet.tags])
+            return
+        pool_tags = [t for t in subnet.tags if naming.is_neutron_id(t) and self._client.get_subnetpool(t) is not None]
+        for tag in pool_tags:
+            self._client.remove_tag("subnets", subnet.id, tag)
+        self._release_pools_of(pool_tags)
 
     def _delete_subnet(self, subnet: Subnet, call: str) -> None:
         try:
             self._client.delete_subnet(subnet.id)
             return
-        except errors.Conflict:
+        except errors.NeutronConflict:
             ports = self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
             left = self.delete_lost_addresses(ports, call)
         try:
             if len(left) < len(ports):
                 self._client.delete_subnet(subnet.id)
                 return
-        except errors.Conflict:
+        except errors.NeutronConflict:
             left = self._client.list_ports(fixed_ips=f"subnet_id={subnet.id}")
         raise errors.Conflict(f"subnet {subnet.id} ({subnet.cidr}) still has ports "
                               f"({', '.join(p.id for p in left[:5])}); remove the containers or ports using "
@@ -225,7 +230,7 @@ class Ownership:
         try:
             self._client.delete_network(network.id)
             return True
-        except errors.Conflict:
+        except errors.NeutronConflict:
             ports = self.delete_lost_addresses(self._client.list_ports(network_id=network.id), call)
             if ports:
                 raise errors.Conflict(

@@ -165,7 +165,7 @@ class PortPool:
                         current.ready.extend(ports)
                         orphans = []
                 self._delete(orphans)
-        except errors.PluginError as exc:
+        except errors.FAILURES as exc:
             LOG.warning("port pool of network %s: refill failed: %s", network_id, exc.message)
         finally:
             if made:
@@ -200,7 +200,7 @@ class PortPool:
         for port in ports:
             try:
                 self._ownership.delete_port(port, Why.POOL)
-            except errors.PluginError as exc:
+            except errors.FAILURES as exc:
                 LOG.warning("could not delete pool port %s: %s", port.id, exc.message)
 
     # -- network lifecycle --

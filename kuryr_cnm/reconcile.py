@@ -79,7 +79,7 @@ class Reconciler:
             report = Report(dry_run)
             try:
                 self._pass(report)
-            except errors.PluginError as exc:
+            except errors.FAILURES as exc:
                 report.errors.append(exc.message)
             except BindingError as exc:
                 report.errors.append(str(exc))

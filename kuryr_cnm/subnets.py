@@ -44,11 +44,23 @@ def free_prefixes(pool: SubnetPool, used: Iterable[str], prefixlen: int) -> list
     return found
 
 
+def _prefix_taken(exc: errors.NeutronError) -> bool:
+    """Another allocator has the prefix: Neutron 29 answers 500 SubnetAllocationError ("Cannot
+    allocate requested subnet from the available set of prefixes"), other releases 409. Any
+    other refusal (an overlap on the network is a 400 InvalidInput) is no reason to retry."""
+    return isinstance(exc, errors.NeutronConflict) or (
+        exc.kind == "SubnetAllocationError" and "Cannot allocate requested subnet" in exc.neutron_message)
+
+
+def _pool_exhausted(exc: errors.NeutronError) -> bool:
+    return exc.kind == "SubnetAllocationError" and "Insufficient prefix space" in exc.neutron_message
+
+
 def carve_subnet(client: NeutronClient, pool: SubnetPool, network_id: str, *, cidr: str = "",
                  enable_dhcp: bool = True, gateway: str | None = "") -> Subnet:
     """Allocate a subnet from `pool` on `network_id`: the given CIDR, or the first free
     prefix of the pool's default length. Neutron's allocation is the reservation; when
-    another allocator took the prefix first (409), try the next free one."""
+    another allocator took the prefix first, try the next free one."""
     prefixlen = pool.default_prefixlen or (24 if pool.ip_version == 4 else 64)
     for _attempt in range(CARVE_ATTEMPTS):
         if cidr:
@@ -70,7 +82,13 @@ def carve_subnet(client: NeutronClient, pool: SubnetPool, network_id: str, *, ci
                 attrs["gateway_ip"] = gateway
             try:
                 return client.create_subnet(**attrs)
-            except (errors.Conflict, errors.BadRequest) as exc:
+            except errors.NeutronError as exc:
+                if _pool_exhausted(exc):
+                    raise errors.Conflict(f"subnetpool {pool.name} ({', '.join(pool.prefixes)}) has no free "
+                                          f"/{prefixlen} left ({exc.neutron_message}); remove unused networks, "
+                                          "add a prefix to the pool, or pass --subnet") from None
+                if not _prefix_taken(exc):
+                    raise  # Neutron's own message reaches Docker
                 if cidr:
                     raise errors.Conflict(
                         f"{cidr} cannot be allocated from subnetpool {pool.name}: {exc.message}") from None

@@ -86,9 +86,9 @@ class MacvlanDriver(NestedDriver):
                 LOG.info("port %s: %s its pairs on the VM's port %s (revision %d)", port.id, doing, parent.id,
                          revision)
                 continue  # read back: the loop ends when the change is there
-            except errors.PreconditionFailed:
+            except errors.NeutronPreconditionFailed:
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # another container's write won: again
-            except errors.BadRequest as exc:
+            except errors.NeutronBadRequest as exc:
                 raise errors.BadRequest(self._refusal(parent, exc.message)) from None
         raise errors.Conflict(f"port {port.id}: the VM's port {parent.id} changed under {ATTEMPTS} attempts "
                               f"to {doing} its allowed address pairs; retry")

@@ -65,7 +65,7 @@ class VlanDriver(NestedDriver):
                 self._client.add_subport(trunk_id, port.id, vlan)
                 LOG.info("port %s: subport of trunk %s on VLAN %d", port.id, trunk_id, vlan)
                 return vlan
-            except errors.Conflict as exc:
+            except errors.NeutronConflict as exc:
                 LOG.info("port %s: VLAN %d was taken meanwhile (%s); trying another", port.id, vlan, exc.message)
             finally:
                 with self._lock:
@@ -78,5 +78,5 @@ class VlanDriver(NestedDriver):
             return
         try:
             self._client.remove_subport(trunk_id, port.id)
-        except errors.NotFound:
+        except errors.NeutronNotFound:
             pass  # removed meanwhile

@@ -52,12 +52,10 @@ What it models, as ML2/OVN in Neutron 29 (the stack's) answered when probed:
   trunk driver), and loses them when removed; the parent shows trunk_details.
 * security groups and rules, minimal (a duplicate rule is a 409).
 
-Where it deliberately differs from Neutron 29 (the class attributes below change it):
-* a cidr already allocated in a subnetpool, and an exhausted pool: Neutron 29 answers
-  500 SubnetAllocationError (BackendError through the client); the fake answers 409
-  (POOL_ALLOCATION_STATUS), which is what the drivers are written to retry on.
-* deleting a subnetpool with subnets: Neutron 29 answers 400 SubnetPoolDeleteError;
-  the fake answers 409 (SUBNETPOOL_IN_USE_STATUS).
+Where it differs from Neutron 29, or answers as it does with a class attribute to change it:
+* a cidr already allocated in a subnetpool, and an exhausted pool: 500 SubnetAllocationError
+  as Neutron 29 answers (POOL_ALLOCATION_STATUS; older Neutrons answer 409).
+* deleting a subnetpool with subnets: 400 SubnetPoolDeleteError (SUBNETPOOL_IN_USE_STATUS).
 * tagging a missing resource: Neutron 29 answers 500; the fake 404
   (TAG_MISSING_RESOURCE_STATUS).
 * tag length: Neutron 29 allows 255 characters; the fake 60 by default (the limit of
@@ -169,17 +167,18 @@ WRITE_VERBS = frozenset({"POST", "PUT", "DELETE"})
 
 
 class Refused(Exception):
-    """Neutron's answer to a request it refuses: the HTTP status and NeutronError's message."""
+    """Neutron's answer to a request it refuses: the HTTP status, NeutronError's message and type."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, kind: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.kind = kind
 
 
-def neutron_error(status: int, label: str, message: str) -> errors.PluginError:
+def neutron_error(status: int, label: str, message: str, kind: str = "") -> errors.NeutronError:
     """What NeutronClient raises for a refusal: the client's own mapping, so the two never differ."""
-    return neutron._error_for(status, label, message)
+    return neutron._error_for(status, label, message, kind)
 
 
 Call = tuple[str, dict[str, Any]]  # (method name, its arguments by name, **attrs spread)
@@ -354,8 +353,8 @@ class FakeNeutron(NeutronClient):
 
     One lock: each call is served whole under it (hooks run before, outside it)."""
 
-    POOL_ALLOCATION_STATUS = 409  # Neutron 29: 500 SubnetAllocationError
-    SUBNETPOOL_IN_USE_STATUS = 409  # Neutron 29: 400 SubnetPoolDeleteError
+    POOL_ALLOCATION_STATUS = 500  # Neutron 29: 500 SubnetAllocationError (older ones: 409)
+    SUBNETPOOL_IN_USE_STATUS = 400  # Neutron 29: 400 SubnetPoolDeleteError
     TAG_MISSING_RESOURCE_STATUS = 404  # Neutron 29: 500
 
     def __init__(self, hosts: Iterable[str] = (), *, project_id: str = PROJECT_ID, max_tag_len: int = 60,
@@ -392,7 +391,8 @@ class FakeNeutron(NeutronClient):
         if len(parts) >= 3 and not naming.is_neutron_id(parts[2]):  # the client sends nothing
             if none_on_404:
                 return None
-            raise errors.NotFound(f"{parts[2][:60]!r} is not a Neutron id: no {parts[1]} has it")
+            raise errors.NeutronNotFound(f"{verb} {path[:120]}",
+                                         f"{parts[2][:60]!r} is not a Neutron id: no {parts[1]} has it")
         label = f"{verb} {path}"
         with self._lock:
             queue = self._failures.get(method)
@@ -406,7 +406,7 @@ class FakeNeutron(NeutronClient):
                 self._log(label, str(refused.status))
                 if refused.status == 404 and none_on_404:
                     return None
-                raise neutron_error(refused.status, label, refused.message) from None
+                raise neutron_error(refused.status, label, refused.message, refused.kind) from None
             self._log(label, str(_SUCCESS[verb]))
         if failure is not None:
             raise failure.exc  # applied, but the answer is lost
@@ -469,7 +469,7 @@ class FakeNeutron(NeutronClient):
             try:
                 return make()
             except Refused as refused:
-                raise neutron_error(refused.status, label, refused.message) from None
+                raise neutron_error(refused.status, label, refused.message, refused.kind) from None
 
     def make_network(self, name: str = "", **attrs: Any) -> Network:
         net = self._setup("POST /networks", lambda: self._create_network({"name": name, **attrs}))
@@ -650,7 +650,7 @@ class FakeNeutron(NeutronClient):
         pool = self._find("subnetpools", pool_id)
         if any(s["subnetpool_id"] == pool["id"] for s in self._db["subnets"].values()):
             raise Refused(self.SUBNETPOOL_IN_USE_STATUS,
-                          "Unable to delete subnet pool: Subnet pool has existing allocations.")
+                          "Unable to delete subnet pool: Subnet pool has existing allocations.", "SubnetPoolDeleteError")
         del self._db["subnetpools"][pool["id"]]
 
     # -- ports ---------------------------------------------------------------------------
@@ -971,7 +971,8 @@ class FakeNeutron(NeutronClient):
             if inside and not any(want.overlaps(t) for t in taken):
                 return str(want)
             raise Refused(self.POOL_ALLOCATION_STATUS, "Failed to allocate subnet: Cannot allocate requested "
-                                                       "subnet from the available set of prefixes.")
+                                                       "subnet from the available set of prefixes.",
+                          "SubnetAllocationError")
         for prefix in prefixes:
             if length < prefix.prefixlen:
                 continue
@@ -979,7 +980,8 @@ class FakeNeutron(NeutronClient):
                 if not any(candidate.overlaps(t) for t in taken):
                     return str(candidate)
         raise Refused(self.POOL_ALLOCATION_STATUS,
-                      f"Failed to allocate subnet: Insufficient prefix space to allocate subnet size /{length}.")
+                      f"Failed to allocate subnet: Insufficient prefix space to allocate subnet size /{length}.",
+                      "SubnetAllocationError")
 
     @staticmethod
     def _check_gateway(cidr: str, gateway: Any) -> None:

@@ -26,7 +26,8 @@ def flaky(failures: int, exc: Exception) -> tuple[list[int], callable]:
     return tries, write
 
 
-@pytest.mark.parametrize("exc", [errors.Unavailable("Neutron is unreachable"), errors.BackendError("500 boom")])
+@pytest.mark.parametrize("exc", [errors.NeutronUnavailable("PUT /ports/p1", "Neutron is unreachable"),
+                                 errors.neutron_error(500, "PUT /ports/p1", "boom")])
 def test_a_transient_failure_is_retried_until_it_lands(exc):
     writes = DeferredWrites(retry_for=5)
     tries, write = flaky(3, exc)
@@ -36,7 +37,7 @@ def test_a_transient_failure_is_retried_until_it_lands(exc):
     writes.shutdown()
 
 
-@pytest.mark.parametrize("exc", [errors.Conflict("409"), errors.BadRequest("400"), errors.NotFound("404")])
+@pytest.mark.parametrize("exc", [errors.neutron_error(s, "PUT /ports/p1", str(s)) for s in (409, 400, 404, 401)])
 def test_a_refusal_is_not_retried(exc, caplog):
     writes = DeferredWrites(retry_for=5)
     tries, write = flaky(3, exc)
@@ -49,7 +50,7 @@ def test_a_refusal_is_not_retried(exc, caplog):
 
 def test_retries_stop_after_the_window():
     writes = DeferredWrites(retry_for=0.1)
-    tries, write = flaky(10_000, errors.Unavailable("down"))
+    tries, write = flaky(10_000, errors.NeutronUnavailable("PUT /ports/p1", "down"))
     writes.submit("p1", "release port p1", write)
     writes.drain(timeout=5)
     assert 2 <= len(tries) < 50
@@ -149,7 +150,8 @@ def test_a_blocked_key_with_queued_work_holds_up_no_other_key():
         writes.shutdown()
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("bug"), errors.Conflict("409"), errors.Unavailable("down")])
+@pytest.mark.parametrize("exc", [RuntimeError("bug"), errors.neutron_error(409, "PUT /ports/p1", "409"),
+                                 errors.NeutronUnavailable("PUT /ports/p1", "down")])
 def test_a_job_that_raises_does_not_stop_the_later_jobs_of_its_key(exc, caplog):
     writes = DeferredWrites(workers=2, retry_for=0)
     log: list[str] = []

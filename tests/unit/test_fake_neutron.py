@@ -85,12 +85,12 @@ def test_subnetpool_prefix_lengths_come_back_as_strings_as_neutron_sends_them(fa
 
 
 def test_unknown_attributes_and_tags_in_a_network_post_are_refused(fake):
-    with pytest.raises(errors.BadRequest, match="Unrecognized attribute"):
+    with pytest.raises(errors.NeutronBadRequest, match="Unrecognized attribute"):
         fake.create_network(nmae="typo")
-    with pytest.raises(errors.BadRequest, match="'tags' not allowed in POST"):
+    with pytest.raises(errors.NeutronBadRequest, match="'tags' not allowed in POST"):
         fake.create_network(name="n", tags=["a"])
     net = fake.create_network(name="n")
-    with pytest.raises(errors.BadRequest, match="read-only attribute"):
+    with pytest.raises(errors.NeutronBadRequest, match="read-only attribute"):
         fake.update_network(net.id, subnets=[])
 
 
@@ -173,11 +173,11 @@ def test_the_fixed_ips_filter_matches_ports_holding_such_an_address(fake):
 
 
 def test_an_unknown_filter_is_refused_so_a_typo_fails_the_test(fake):
-    with pytest.raises(errors.BadRequest, match="invalid attribute for filtering"):
+    with pytest.raises(errors.NeutronBadRequest, match="invalid attribute for filtering"):
         fake.list_ports(network="x")
-    with pytest.raises(errors.BadRequest, match="invalid attribute for filtering"):
+    with pytest.raises(errors.NeutronBadRequest, match="invalid attribute for filtering"):
         fake.list_networks(fixed_ips="ip_address=10.0.0.1")  # networks have none
-    with pytest.raises(errors.BadRequest, match="fixed_ips filter"):
+    with pytest.raises(errors.NeutronBadRequest, match="fixed_ips filter"):
         fake.list_ports(fixed_ips="10.0.0.1")
 
 
@@ -185,9 +185,9 @@ def test_an_unknown_filter_is_refused_so_a_typo_fails_the_test(fake):
 
 def test_a_subnet_without_a_pool_needs_a_cidr(fake):
     net = fake.make_network("n")
-    with pytest.raises(errors.BadRequest, match="subnetpool must be specified"):
+    with pytest.raises(errors.NeutronBadRequest, match="subnetpool must be specified"):
         fake.create_subnet(network_id=net.id, ip_version=4)
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.create_subnet(network_id="4f0c0e4e-0000-0000-0000-000000000000", ip_version=4, cidr="10.0.0.0/24")
 
 
@@ -211,7 +211,7 @@ def test_gateway_and_allocation_pools_default_like_neutron(fake):
 
 def test_a_gateway_inside_the_allocation_pools_is_a_conflict(fake):
     net = fake.make_network("n")
-    with pytest.raises(errors.Conflict, match="conflicts with allocation pool"):
+    with pytest.raises(errors.NeutronConflict, match="conflicts with allocation pool"):
         fake.create_subnet(network_id=net.id, ip_version=4, cidr="10.0.0.0/24",
                            allocation_pools=[{"start": "10.0.0.1", "end": "10.0.0.9"}])
     s = fake.create_subnet(network_id=net.id, ip_version=4, cidr="10.0.0.0/24",
@@ -234,18 +234,19 @@ def test_a_pool_gives_the_first_free_prefix_of_its_default_length(fake):
     assert again.cidr == "10.5.0.0/24"
 
 
-def test_a_prefix_already_allocated_in_the_pool_is_a_conflict(fake):
+def test_a_prefix_already_allocated_in_the_pool_is_a_subnet_allocation_error(fake):
     pool = fake.make_subnetpool("p", ["10.5.0.0/23"], 24)
     fake.create_subnet(network_id=fake.make_network("a").id, ip_version=4, subnetpool_id=pool.id,
                        cidr="10.5.0.0/24")
-    with pytest.raises(errors.Conflict, match="Cannot allocate requested subnet"):
+    with pytest.raises(errors.NeutronServerError, match="Cannot allocate requested subnet") as caught:
         fake.create_subnet(network_id=fake.make_network("b").id, ip_version=4, subnetpool_id=pool.id,
                            cidr="10.5.0.128/25")
-    with pytest.raises(errors.Conflict, match="Cannot allocate requested subnet"):
+    assert caught.value.kind == "SubnetAllocationError"
+    with pytest.raises(errors.NeutronServerError, match="Cannot allocate requested subnet"):
         fake.create_subnet(network_id=fake.make_network("c").id, ip_version=4, subnetpool_id=pool.id,
                            cidr="10.9.0.0/24")  # outside the pool
     fake.create_subnet(network_id=fake.make_network("d").id, ip_version=4, subnetpool_id=pool.id)
-    with pytest.raises(errors.Conflict, match="Insufficient prefix space"):
+    with pytest.raises(errors.NeutronServerError, match="Insufficient prefix space"):
         fake.create_subnet(network_id=fake.make_network("e").id, ip_version=4, subnetpool_id=pool.id)
 
 
@@ -253,13 +254,13 @@ def test_neutron_29s_own_answer_to_a_taken_prefix_is_one_attribute_away(fake):
     fake.POOL_ALLOCATION_STATUS = 500  # what Neutron 29 answers: the client's BackendError
     pool = fake.make_subnetpool("p", ["10.5.0.0/24"], 24)
     fake.make_subnet(fake.make_network("a").id, subnetpool_id=pool.id)
-    with pytest.raises(errors.BackendError, match="Insufficient prefix space"):
+    with pytest.raises(errors.NeutronServerError, match="Insufficient prefix space"):
         fake.create_subnet(network_id=fake.make_network("b").id, ip_version=4, subnetpool_id=pool.id)
 
 
 def test_an_overlapping_cidr_on_the_same_network_is_a_bad_request(fake):
     net, _ = network_with_subnet(fake, "10.0.0.0/24")
-    with pytest.raises(errors.BadRequest, match="overlaps with another subnet"):
+    with pytest.raises(errors.NeutronBadRequest, match="overlaps with another subnet"):
         fake.create_subnet(network_id=net.id, ip_version=4, cidr="10.0.0.128/25")
     # the same cidr on another network is fine (overlapping IPs across networks)
     assert fake.create_subnet(network_id=fake.make_network("m").id, ip_version=4, cidr="10.0.0.0/24").cidr
@@ -268,13 +269,13 @@ def test_an_overlapping_cidr_on_the_same_network_is_a_bad_request(fake):
 def test_subnets_of_one_network_come_from_one_pool(fake):
     pool = fake.make_subnetpool("p", ["10.5.0.0/16"], 24)
     net, _ = network_with_subnet(fake, "10.0.0.0/24")
-    with pytest.raises(errors.BadRequest, match="same subnet pool"):
+    with pytest.raises(errors.NeutronBadRequest, match="same subnet pool"):
         fake.create_subnet(network_id=net.id, ip_version=4, subnetpool_id=pool.id)
 
 
 def test_update_subnet_refuses_read_only_attributes(fake):
     _, subnet = network_with_subnet(fake)
-    with pytest.raises(errors.BadRequest, match="read-only attribute cidr"):
+    with pytest.raises(errors.NeutronBadRequest, match="read-only attribute cidr"):
         fake.update_subnet(subnet.id, cidr="10.9.0.0/24")
     assert fake.update_subnet(subnet.id, name="x").name == "x"
 
@@ -300,7 +301,7 @@ def test_addresses_come_from_the_allocation_pools_and_never_twice(fake):
     subnet = fake.make_subnet(net.id, "10.0.0.0/24", allocation_pools=[{"start": "10.0.0.10", "end": "10.0.0.12"}])
     ports = [fake.create_port(network_id=net.id) for _ in range(3)]
     assert [p.ip_in(subnet.id) for p in ports] == ["10.0.0.10", "10.0.0.11", "10.0.0.12"]
-    with pytest.raises(errors.Conflict, match="No more IP addresses available"):
+    with pytest.raises(errors.NeutronConflict, match="No more IP addresses available"):
         fake.create_port(network_id=net.id, fixed_ips=[{"subnet_id": subnet.id}])
     fake.delete_port(ports[1].id)
     assert fake.create_port(network_id=net.id).ip_in(subnet.id) == "10.0.0.11"
@@ -313,18 +314,18 @@ def test_a_requested_address_is_given_even_outside_the_pools_but_only_once(fake)
     only_ip = fake.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.0.0.50"}])
     assert only_ip.fixed_ips[0].subnet_id == subnet.id
     for fixed in ({"ip_address": "10.0.0.50"}, {"subnet_id": subnet.id, "ip_address": "10.0.0.50"}):
-        with pytest.raises(errors.Conflict, match=f"IP address 10.0.0.50 already allocated in subnet {subnet.id}"):
+        with pytest.raises(errors.NeutronConflict, match=f"IP address 10.0.0.50 already allocated in subnet {subnet.id}"):
             fake.create_port(network_id=net.id, fixed_ips=[fixed])
 
 
 def test_an_address_in_no_subnet_of_the_network_is_a_bad_request(fake):
     net, subnet = network_with_subnet(fake)
     _, elsewhere = network_with_subnet(fake, "10.1.0.0/24")
-    with pytest.raises(errors.BadRequest, match="not a valid IP for any of the subnets"):
+    with pytest.raises(errors.NeutronBadRequest, match="not a valid IP for any of the subnets"):
         fake.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.9.0.5"}])
-    with pytest.raises(errors.BadRequest, match="not a valid IP for the specified subnet"):
+    with pytest.raises(errors.NeutronBadRequest, match="not a valid IP for the specified subnet"):
         fake.create_port(network_id=net.id, fixed_ips=[{"subnet_id": subnet.id, "ip_address": "10.0.0.255"}])
-    with pytest.raises(errors.BadRequest, match="invalid subnet"):
+    with pytest.raises(errors.NeutronBadRequest, match="invalid subnet"):
         fake.create_port(network_id=net.id, fixed_ips=[{"subnet_id": elsewhere.id}])
 
 
@@ -332,14 +333,14 @@ def test_a_tiny_subnet_is_exhausted_after_its_one_address(fake):
     net = fake.make_network("n")
     tiny = fake.make_subnet(net.id, "10.252.0.0/30")  # 10.0.0.1 gateway, 10.0.0.2 the only one
     assert fake.create_port(network_id=net.id).ip_in(tiny.id) == "10.252.0.2"
-    with pytest.raises(errors.Conflict, match=f"No more IP addresses available on network {net.id}"):
+    with pytest.raises(errors.NeutronConflict, match=f"No more IP addresses available on network {net.id}"):
         fake.create_port(network_id=net.id)
 
 
 def test_bulk_create_is_all_or_nothing(fake):
     net, subnet = network_with_subnet(fake)
     taken = fake.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.0.0.9"}])
-    with pytest.raises(errors.Conflict, match="already allocated"):
+    with pytest.raises(errors.NeutronConflict, match="already allocated"):
         fake.create_ports([{"network_id": net.id, "name": "pool"},
                            {"network_id": net.id, "name": "pool"},
                            {"network_id": net.id, "fixed_ips": [{"ip_address": "10.0.0.9"}]}])
@@ -358,7 +359,7 @@ def test_concurrent_creates_never_share_an_address(fake):
     def create() -> None:
         try:
             got: object = fake.create_port(network_id=net.id).ip_in(subnet.id)
-        except errors.Conflict as exc:
+        except errors.NeutronConflict as exc:
             got = exc
         with lock:
             results.append(got)
@@ -388,7 +389,7 @@ def test_binding_follows_the_host(fake):
 def test_the_mac_of_a_bound_port_cannot_change(fake):
     net, _ = network_with_subnet(fake)
     port = fake.create_port(network_id=net.id, **bound())
-    with pytest.raises(errors.Conflict, match="port is already bound"):
+    with pytest.raises(errors.NeutronConflict, match="port is already bound"):
         fake.update_port(port.id, mac_address="fa:16:3e:00:00:01")
     fake.update_port(port.id, **bound(""))
     moved = fake.update_port(port.id, mac_address="FA:16:3E:00:00:01", **bound())
@@ -401,7 +402,7 @@ def test_a_mac_is_unique_on_its_network(fake):
     net, _ = network_with_subnet(fake)
     port = fake.create_port(network_id=net.id)
     assert port.mac_address.startswith("fa:16:3e:")
-    with pytest.raises(errors.Conflict, match=r"mac address fa:16:3e:\S+ is in use"):
+    with pytest.raises(errors.NeutronConflict, match=r"mac address fa:16:3e:\S+ is in use"):
         fake.create_port(network_id=net.id, mac_address=port.mac_address)
     macs = {fake.create_port(network_id=net.id).mac_address for _ in range(30)} | {port.mac_address}
     assert len(macs) == 31
@@ -417,7 +418,7 @@ def test_update_port_replaces_attributes_and_reallocates_fixed_ips(fake):
     assert kept.fixed_ips == (neutron.FixedIP(v4.id, v4_ip),) and (kept.name, kept.device_id) == ("renamed", "c1")
     assert fake.list_ports(fixed_ips=f"subnet_id={v6.id}") == []
     other = fake.create_port(network_id=net.id, fixed_ips=[{"ip_address": "10.0.0.77"}])
-    with pytest.raises(errors.Conflict, match=r"10\.0\.0\.77 already allocated"):
+    with pytest.raises(errors.NeutronConflict, match=r"10\.0\.0\.77 already allocated"):
         fake.update_port(port.id, fixed_ips=[{"ip_address": "10.0.0.77"}])
     assert fake.get_port(port.id).ip_in(v4.id) == v4_ip  # a refused update changes nothing
     fake.delete_port(other.id)
@@ -427,11 +428,11 @@ def test_update_port_replaces_attributes_and_reallocates_fixed_ips(fake):
 def test_update_port_refuses_unknown_and_read_only_attributes(fake):
     net, _ = network_with_subnet(fake)
     port = fake.create_port(network_id=net.id)
-    with pytest.raises(errors.BadRequest, match="read-only attribute network_id"):
+    with pytest.raises(errors.NeutronBadRequest, match="read-only attribute network_id"):
         fake.update_port(port.id, network_id=net.id)
-    with pytest.raises(errors.BadRequest, match="Unrecognized attribute"):
+    with pytest.raises(errors.NeutronBadRequest, match="Unrecognized attribute"):
         fake.update_port(port.id, devide_id="typo")
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.update_port("4f0c0e4e-0000-0000-0000-000000000000", name="x")
 
 
@@ -457,7 +458,7 @@ def test_update_if_revision_refuses_a_stale_revision(fake):
     pairs = [{"ip_address": "10.0.0.200", "mac_address": port.mac_address}]
     updated = fake.update_port_if_revision(port.id, revision, allowed_address_pairs=pairs)
     assert updated.raw["allowed_address_pairs"] == pairs and updated.raw["revision_number"] == revision + 1
-    with pytest.raises(errors.PreconditionFailed, match=f"Constrained to {revision}"):
+    with pytest.raises(errors.NeutronPreconditionFailed, match=f"Constrained to {revision}"):
         fake.update_port_if_revision(port.id, revision, allowed_address_pairs=[])
     assert fake.get_port(port.id).raw["allowed_address_pairs"] == pairs
 
@@ -467,14 +468,14 @@ def test_allowed_address_pairs_follow_ml2_ovn(fake):
     port = fake.create_port(network_id=net.id, **bound())
     filled = fake.update_port(port.id, allowed_address_pairs=[{"ip_address": "10.0.0.200"}])
     assert filled.raw["allowed_address_pairs"] == [{"ip_address": "10.0.0.200", "mac_address": port.mac_address}]
-    with pytest.raises(errors.BadRequest, match="Virtual MAC address"):
+    with pytest.raises(errors.NeutronBadRequest, match="Virtual MAC address"):
         fake.update_port(port.id, allowed_address_pairs=[{"ip_address": "10.0.0.201",
                                                           "mac_address": "fa:16:3e:99:99:99"}])
     vrrp = [{"ip_address": "10.0.0.201", "mac_address": "00:00:5e:00:01:07"}]
     assert fake.update_port(port.id, allowed_address_pairs=vrrp).raw["allowed_address_pairs"] == vrrp
     insecure = fake.create_port(network_id=net.id, port_security_enabled=False)
     assert insecure.security_groups == ()
-    with pytest.raises(errors.Conflict, match="Port Security must be enabled"):
+    with pytest.raises(errors.NeutronConflict, match="Port Security must be enabled"):
         fake.update_port(insecure.id, allowed_address_pairs=[{"ip_address": "10.0.0.202"}])
 
 
@@ -492,7 +493,7 @@ def test_a_subnet_with_ports_cannot_be_deleted_but_dhcp_ports_lose_their_address
     net, subnet = network_with_subnet(fake)
     dhcp = fake.create_port(network_id=net.id, device_owner="network:dhcp")
     port = fake.create_port(network_id=net.id)
-    with pytest.raises(errors.Conflict, match="One or more ports have an IP allocation from this subnet"):
+    with pytest.raises(errors.NeutronConflict, match="One or more ports have an IP allocation from this subnet"):
         fake.delete_subnet(subnet.id)
     fake.delete_port(port.id)
     fake.delete_subnet(subnet.id)
@@ -504,22 +505,22 @@ def test_a_network_with_ports_cannot_be_deleted_but_one_with_only_dhcp_ports_goe
     net, _ = network_with_subnet(fake)
     fake.create_port(network_id=net.id, device_owner="network:dhcp")
     port = fake.create_port(network_id=net.id)
-    with pytest.raises(errors.Conflict, match=f"ports still in use on the network, id for these ports is: {port.id}"):
+    with pytest.raises(errors.NeutronConflict, match=f"ports still in use on the network, id for these ports is: {port.id}"):
         fake.delete_network(net.id)
     fake.delete_port(port.id)
     fake.delete_network(net.id)
     assert fake.networks() == [] and fake.subnets() == [] and fake.ports() == []
-    with pytest.raises(errors.NotFound, match="could not be found"):
+    with pytest.raises(errors.NeutronNotFound, match="could not be found"):
         fake.get_network(net.id)
 
 
 def test_a_subnetpool_with_subnets_cannot_be_deleted(fake):
     pool = fake.make_subnetpool("p", ["10.5.0.0/16"], 24)
     subnet = fake.make_subnet(fake.make_network("n").id, subnetpool_id=pool.id)
-    with pytest.raises(errors.Conflict, match="Subnet pool has existing allocations"):
+    with pytest.raises(errors.NeutronBadRequest, match="Subnet pool has existing allocations"):
         fake.delete_subnetpool(pool.id)
-    fake.SUBNETPOOL_IN_USE_STATUS = 400  # Neutron 29's own answer
-    with pytest.raises(errors.BadRequest, match="Subnet pool has existing allocations"):
+    fake.SUBNETPOOL_IN_USE_STATUS = 409  # older Neutrons
+    with pytest.raises(errors.NeutronConflict, match="Subnet pool has existing allocations"):
         fake.delete_subnetpool(pool.id)
     fake.delete_subnet(subnet.id)
     fake.delete_subnetpool(pool.id)
@@ -530,13 +531,13 @@ def test_a_subnetpool_with_subnets_cannot_be_deleted(fake):
 
 def test_get_network_raises_for_a_missing_one_and_the_other_gets_answer_none(fake):
     gone = "4f0c0e4e-0000-0000-0000-000000000000"
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.get_network(gone)
     assert fake.get_subnet(gone) is None and fake.get_subnetpool(gone) is None and fake.get_port(gone) is None
 
 
 def test_an_id_that_is_no_neutron_id_is_refused_without_a_request_as_the_client_does(fake):
-    with pytest.raises(errors.NotFound, match="is not a Neutron id"):
+    with pytest.raises(errors.NeutronNotFound, match="is not a Neutron id"):
         fake.get_network("../ports")
     assert fake.get_port("..") is None and fake.delete_port("x?y") is None
     assert fake.requests == [] and len(fake.calls) == 3
@@ -556,18 +557,18 @@ def test_tags_on_every_kind(fake, collection):
     fake.remove_tag(collection, resource_id, "never-there")  # a 404 the client takes
     assert fake.raw(collection, resource_id)["tags"] == ["b", "c"]
     gone = "4f0c0e4e-0000-0000-0000-000000000000"
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.add_tag(collection, gone, "x")
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.set_tags(collection, gone, ["x"])
 
 
 def test_tag_limits(fake):
     net = fake.make_network("n")
     fake.add_tag("networks", net.id, "x" * 60)
-    with pytest.raises(errors.BadRequest, match="exceeds maximum length of 60"):
+    with pytest.raises(errors.NeutronBadRequest, match="exceeds maximum length of 60"):
         fake.add_tag("networks", net.id, "x" * 61)
-    with pytest.raises(errors.BadRequest, match="per-resource limit of 50"):
+    with pytest.raises(errors.NeutronBadRequest, match="per-resource limit of 50"):
         fake.set_tags("networks", net.id, [f"t{i}" for i in range(51)])
     assert FakeNeutron(max_tag_len=255).make_network("n").tags == ()
 
@@ -590,25 +591,25 @@ def test_trunk_subports(fake):
     as_sub = fake.get_port(sub.id)
     assert (as_sub.device_owner, as_sub.vif_type) == ("trunk:subport", "ovs")
     assert as_sub.raw["binding:profile"] == {"parent_name": parent.id, "tag": 5}
-    with pytest.raises(errors.Conflict, match="segmentation_id 5 already in use"):
+    with pytest.raises(errors.NeutronConflict, match="segmentation_id 5 already in use"):
         fake.add_subport(trunk_id, sub2.id, 5)
-    with pytest.raises(errors.Conflict, match="in use by another trunk"):
+    with pytest.raises(errors.NeutronConflict, match="in use by another trunk"):
         fake.add_subport(trunk_id, sub.id, 6)
-    with pytest.raises(errors.BadRequest, match="not in range"):
+    with pytest.raises(errors.NeutronBadRequest, match="not in range"):
         fake.add_subport(trunk_id, sub2.id, 4095)
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.add_subport(trunk_id, "4f0c0e4e-0000-0000-0000-000000000000", 7)
-    with pytest.raises(errors.Conflict, match="currently a subport"):
+    with pytest.raises(errors.NeutronConflict, match="currently a subport"):
         fake.delete_port(sub.id)
-    with pytest.raises(errors.Conflict, match="currently a parent port"):
+    with pytest.raises(errors.NeutronConflict, match="currently a parent port"):
         fake.delete_port(parent.id)
     fake.remove_subport(trunk_id, sub.id)
     assert fake.get_port(parent.id).raw["trunk_details"]["sub_ports"] == []
     freed = fake.get_port(sub.id)
     assert (freed.device_owner, freed.vif_type, freed.raw["binding:profile"]) == ("", "unbound", {})
-    with pytest.raises(errors.NotFound, match="could not be found"):
+    with pytest.raises(errors.NeutronNotFound, match="could not be found"):
         fake.remove_subport(trunk_id, sub.id)
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.get_trunk("4f0c0e4e-0000-0000-0000-000000000000")
 
 
@@ -620,20 +621,20 @@ def test_security_groups(fake):
     sg = fake.create_security_group("exposed", "for a test")
     fake.create_security_group_rule(security_group_id=sg, direction="ingress", protocol="tcp", ethertype="IPv4",
                                     port_range_min=80, port_range_max=80)
-    with pytest.raises(errors.Conflict, match="already exists"):
+    with pytest.raises(errors.NeutronConflict, match="already exists"):
         fake.create_security_group_rule(security_group_id=sg, direction="ingress", protocol="tcp",
                                         ethertype="IPv4", port_range_min=80, port_range_max=80)
     [group] = fake.list_security_groups(name="exposed")
     assert group["id"] == sg and [r["port_range_min"] for r in group["security_group_rules"]][-1] == 80
     fake.update_port(port.id, security_groups=[*port.security_groups, sg])
-    with pytest.raises(errors.Conflict, match="in use"):
+    with pytest.raises(errors.NeutronConflict, match="in use"):
         fake.delete_security_group(sg)
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.update_port(port.id, security_groups=["4f0c0e4e-0000-0000-0000-000000000000"])
     fake.update_port(port.id, security_groups=list(port.security_groups))
     fake.delete_security_group(sg)
     assert fake.list_security_groups(name="exposed") == []
-    with pytest.raises(errors.Conflict):
+    with pytest.raises(errors.NeutronConflict):
         fake.delete_security_group(fake.default_security_group_id)
 
 
@@ -671,25 +672,25 @@ def test_the_handlers_call_log_is_filled_as_the_real_client_fills_it(fake):
 
 def test_fail_next_raises_once(fake):
     net, _ = network_with_subnet(fake)
-    fake.fail_next("create_port", errors.Unavailable("Neutron is unreachable"))
-    with pytest.raises(errors.Unavailable):
+    fake.fail_next("create_port", errors.NeutronUnavailable("POST /ports", "Neutron is unreachable"))
+    with pytest.raises(errors.NeutronUnavailable):
         fake.create_port(network_id=net.id)
     assert fake.ports() == []
     assert fake.create_port(network_id=net.id).network_id == net.id
-    assert fake.writes() == 2 and fake.requests[0] == "POST /ports injected Unavailable"
+    assert fake.writes() == 2 and fake.requests[0] == "POST /ports injected NeutronUnavailable"
 
 
 def test_fail_next_applied_makes_the_change_and_loses_the_answer(fake):
     net, _ = network_with_subnet(fake)
-    fake.fail_next("create_port", errors.Unavailable("timed out"), applied=True)
-    with pytest.raises(errors.Unavailable):
+    fake.fail_next("create_port", errors.NeutronUnavailable("POST /ports", "timed out"), applied=True)
+    with pytest.raises(errors.NeutronUnavailable):
         fake.create_port(network_id=net.id, name="lost")
     assert [p.name for p in fake.ports()] == ["lost"]
 
 
 def test_controls_refuse_a_method_the_client_does_not_have(fake):
     with pytest.raises(ValueError, match="no NeutronClient method"):
-        fake.fail_next("create_prot", errors.Conflict("x"))
+        fake.fail_next("create_prot", errors.NeutronConflict("POST /ports", "x"))
     with pytest.raises(ValueError):
         fake.before("list_port", lambda args: None)
 
@@ -728,7 +729,7 @@ def test_helpers_list_everything_without_counting(fake):
     assert [g["name"] for g in fake.security_groups()] == ["default"]
     assert ipaddress.ip_address(port.ip_in(subnet.id)) in ipaddress.ip_network(subnet.cidr)
     assert fake.calls == [] and fake.requests == []
-    with pytest.raises(errors.NotFound):
+    with pytest.raises(errors.NeutronNotFound):
         fake.make_port("4f0c0e4e-0000-0000-0000-000000000000")
 
 

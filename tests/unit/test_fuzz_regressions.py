@@ -8,7 +8,7 @@ from unittest.mock import MagicMock
 
 import pytest
 
-from kuryr_cnm import config, errors, exposure, naming, server
+from kuryr_cnm import config, errors, exposure, server
 from kuryr_cnm.directory import DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
@@ -178,7 +178,7 @@ def test_an_id_that_is_not_a_uuid_never_reaches_neutron(pool_id):
     conn = MagicMock()
     client = NeutronClient(conn)
     assert client.get_subnetpool(pool_id) is None and client.get_subnet(pool_id) is None
-    with pytest.raises(errors.NotFound, match="not a Neutron id"):
+    with pytest.raises(errors.NeutronNotFound, match="not a Neutron id"):
         client.get_network(pool_id)
     client.delete_subnetpool(pool_id)  # nothing to delete
     conn.network.request.assert_not_called()

@@ -45,20 +45,20 @@ class FakeNeutron:
             assert self.subports is not None
             if segmentation_id in self.subports.values() or port_id in self.subports:
                 self.conflicts += 1
-                raise errors.Conflict("segmentation id in use")
+                raise errors.NeutronConflict("PUT /trunks/trunk/add_subports", "segmentation id in use")
             self.subports[port_id] = segmentation_id
 
     def remove_subport(self, trunk_id: str, port_id: str) -> None:
         with self.lock:
             assert self.subports is not None
             if self.subports.pop(port_id, None) is None:
-                raise errors.NotFound("no such subport")
+                raise errors.NeutronNotFound("PUT /trunks/trunk/remove_subports", "no such subport")
 
     def update_port_if_revision(self, port_id: str, revision: int, **attrs: Any) -> None:
         with self.lock:
             if revision != self.revision:
                 self.stale += 1
-                raise errors.PreconditionFailed("revision mismatch")
+                raise errors.NeutronPreconditionFailed("PUT /ports/parent-port", "revision mismatch")
             self.pairs = attrs["allowed_address_pairs"]
             self.revision += 1
 
@@ -221,7 +221,8 @@ class _CheckingDriver:
             raise self._failure
 
 
-@pytest.mark.parametrize("failure", [None, errors.Unavailable("Neutron is unreachable (ConnectFailure)")])
+@pytest.mark.parametrize("failure", [None, errors.NeutronUnavailable(
+    "GET /ports", "Neutron is unreachable (ConnectFailure)", status=0)])
 def test_serve_starts_when_the_prerequisites_cannot_be_checked_yet(failure):
     from kuryr_cnm import cli
     cli._check_port_driver(_CheckingDriver(failure))  # type: ignore[arg-type]

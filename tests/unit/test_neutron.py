@@ -57,30 +57,37 @@ def test_an_idempotent_request_is_retried_once_on_a_reset(call, status):
 
 def test_a_post_is_never_retried():
     adapter = FakeAdapter(1, RESET, FakeResponse(201, b'{"port": {"id": "p1", "network_id": "n1"}}'))
-    with pytest.raises(errors.Unavailable, match="unreachable"):
+    with pytest.raises(errors.NeutronUnavailable, match="unreachable"):
         client_with(adapter).create_port(network_id="n1")
     assert adapter.sent == ["POST /ports"]
 
 
 def test_neutron_down_is_a_clear_unavailable_error_after_two_tries():
     adapter = FakeAdapter(5, ks_exc.ConnectFailure("refused"), FakeResponse(200))
-    with pytest.raises(errors.Unavailable, match="check that neutron-server runs"):
+    with pytest.raises(errors.NeutronUnavailable, match="check that neutron-server runs"):
         client_with(adapter).list_networks()
     assert len(adapter.sent) == 2
 
 
 def test_a_timeout_says_so():
     adapter = FakeAdapter(5, ks_exc.ConnectTimeout("slow"), FakeResponse(200))
-    with pytest.raises(errors.Unavailable):
+    with pytest.raises(errors.NeutronUnavailable):
         client_with(adapter).get_port("p1")
 
 
-@pytest.mark.parametrize("status,kind", [(404, errors.NotFound), (409, errors.Conflict), (400, errors.BadRequest),
-                                         (503, errors.Unavailable), (500, errors.BackendError)])
-def test_statuses_map_to_plugin_errors(status, kind):
-    body = b'{"NeutronError": {"message": "boom"}}'
-    with pytest.raises(kind, match="boom"):
+@pytest.mark.parametrize("status,kind,docker", [
+    (404, errors.NeutronNotFound, 404), (409, errors.NeutronConflict, 409), (412, errors.NeutronPreconditionFailed, 409),
+    (400, errors.NeutronBadRequest, 500), (401, errors.NeutronUnauthorized, 500), (403, errors.NeutronForbidden, 500),
+    (503, errors.NeutronUnavailable, 503), (500, errors.NeutronServerError, 500)])
+def test_neutron_statuses_have_their_own_errors_and_one_translation_for_docker(status, kind, docker):
+    """A Neutron 400 reached Docker as 'bad request' (Docker's request was fine) and a 401 as a
+    403; Neutron's message and error type are kept."""
+    body = b'{"NeutronError": {"message": "boom", "type": "SomethingFailed"}}'
+    with pytest.raises(kind, match="boom") as caught:
         client_with(FakeAdapter(0, RESET, FakeResponse(status, body))).update_port("p1", name="x")
+    assert caught.value.kind == "SomethingFailed" and not isinstance(caught.value, errors.PluginError)
+    answer = errors.for_docker(caught.value)
+    assert answer.status == docker and "Neutron refused PUT /ports/p1: boom" in answer.message
 
 
 def test_requests_in_flight_are_bounded_and_the_rest_wait_their_turn(monkeypatch):

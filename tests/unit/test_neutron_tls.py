@@ -83,7 +83,7 @@ def test_verification_is_on_by_default(tmp_path):
 
 def test_unverifiable_certificate_is_refused(tmp_path, fake_url):
     client = _client(tmp_path, f"auth_type = none\nendpoint = {fake_url}\n")
-    with pytest.raises(errors.Unavailable, match=r"set \[neutron\] cafile"):
+    with pytest.raises(errors.NeutronUnavailable, match=r"set \[neutron\] cafile"):
         client.list_networks()
 
 

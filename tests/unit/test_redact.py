@@ -64,5 +64,5 @@ def test_a_dollar_in_a_password_is_refused_without_quoting_it(tmp_path):
 
 def test_keystone_down_fails_the_call_not_the_construction(tmp_path):
     client = neutron.NeutronClient(neutron.connect(_conf(tmp_path, "pw")), timeout=2)
-    with pytest.raises(errors.Unavailable, match="unreachable"):
+    with pytest.raises(errors.NeutronUnavailable, match="unreachable"):
         client.list_networks()
