@@ -99,9 +99,24 @@ def exposed_sg_name(port_id: str) -> str:
     return port_id + EXPOSED_PORTS_SG_SUFFIX
 
 
+# --- host devices -----------------------------------------------------------------
+# A port's devices are named <prefix> + port_id[:11], as kuryr-libnetwork and os-vif name them
+# (14 characters; Linux allows 15): the veth pair, and the hybrid plug's bridge and its veth.
+HOST_VETH_PREFIX = "tap"  # stays on the host, attached by the binder
+CONTAINER_VETH_PREFIX = "t_c"  # Docker moves it into the sandbox (nested mode: the child device)
+HYBRID_PREFIXES = ("qbr", "qvb", "qvo")
+PORT_ID_CHARS = 11
+
+
+def device_name(prefix: str, port_id: str) -> str:
+    if not port_id:
+        raise ValueError("a port id is needed to name its devices")
+    return prefix + port_id[:PORT_ID_CHARS]
+
+
 def host_veth_name(port_id: str) -> str:
-    return "tap" + port_id[:11]
+    return device_name(HOST_VETH_PREFIX, port_id)
 
 
 def container_veth_name(port_id: str) -> str:
-    return "t_c" + port_id[:11]
+    return device_name(CONTAINER_VETH_PREFIX, port_id)

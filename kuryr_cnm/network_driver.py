@@ -16,7 +16,7 @@ from typing import Any
 from oslo_config import cfg
 
 from kuryr_cnm import config, errors, naming, ownership, subnets
-from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort
+from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort, interface_names
 from kuryr_cnm.binding.ovs import OvsPort
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import MTU_TAG, PENDING_TAG, Directory, DockerNetwork
@@ -419,8 +419,9 @@ class NetworkDriver:
         port = self._port_of_endpoint(network, req.endpoint_id)
         if port is None:
             raise errors.NotFound(f"endpoint {req.endpoint_id[:12]} has no Neutron port; it was removed already")
-        endpoint = Endpoint(req.endpoint_id, network, port, naming.host_veth_name(port.id),
-                            naming.container_veth_name(port.id), naming.PORT_EXISTING_TAG in port.tags,
+        names = interface_names(port.id)
+        endpoint = Endpoint(req.endpoint_id, network, port, names.host_name, names.container_name,
+                            naming.PORT_EXISTING_TAG in port.tags,
                             recovered=True)
         self._endpoints.put(endpoint)
         return endpoint

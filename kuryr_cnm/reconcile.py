@@ -95,7 +95,7 @@ class Reconciler:
     def _pass(self, report: Report) -> None:
         # The host first, Neutron second: a veth or OVS port seen here was made after its
         # Neutron port, so that port is in the listing below unless it is really gone.
-        veths = veth.list_veths("tap")
+        veths = veth.list_veths(naming.HOST_VETH_PREFIX)
         plugged = self._plugger.list_kuryr_ports()
         ports = self._client.list_ports(**{"binding:host_id": self._host})
         by_id = {p.id: p for p in ports}

@@ -18,12 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-LOG = logging.getLogger(__name__)
+from kuryr_cnm import naming
 
-HOST_PREFIX = "tap"
-CONTAINER_PREFIX = "t_c"
-# Linux allows 15 characters; prefix + 11 keeps upstream kuryr's names (14 characters)
-PORT_ID_CHARS = 11
+LOG = logging.getLogger(__name__)
 
 # vif types Neutron uses to say "not bound here": no binder can do anything with them
 UNBOUND_VIF_TYPES = {
@@ -60,11 +57,8 @@ class HostInterface:
 
 
 def interface_names(port_id: str) -> HostInterface:
-    """The veth names of a port, as kuryr-libnetwork named them."""
-    if not port_id:
-        raise ValueError("a port id is needed to name its interfaces")
-    short = port_id[:PORT_ID_CHARS]
-    return HostInterface(host_name=HOST_PREFIX + short, container_name=CONTAINER_PREFIX + short)
+    """The veth names of a port (naming.py has the rule, as kuryr-libnetwork named them)."""
+    return HostInterface(host_name=naming.host_veth_name(port_id), container_name=naming.container_veth_name(port_id))
 
 
 class BindingError(Exception):

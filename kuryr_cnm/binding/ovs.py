@@ -30,6 +30,7 @@ from typing import Any
 from ovsdbapp.backend.ovs_idl import connection
 from ovsdbapp.schema.open_vswitch import impl_idl
 
+from kuryr_cnm import naming
 from kuryr_cnm.binding import Binder, BindingError, HostInterface, VifPort
 from kuryr_cnm.binding.bridge import BRIDGE, enslave, ensure_bridge
 from kuryr_cnm.binding.veth import VETH, add_veth, delete_link, netlink, set_up
@@ -60,8 +61,7 @@ class HybridNames:
 
 
 def hybrid_names(port_id: str) -> HybridNames:
-    short = port_id[:11]
-    return HybridNames(qbr="qbr" + short, qvb="qvb" + short, qvo="qvo" + short)
+    return HybridNames(*(naming.device_name(prefix, port_id) for prefix in naming.HYBRID_PREFIXES))
 
 
 def is_hybrid(port: VifPort) -> bool:
