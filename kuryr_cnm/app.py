@@ -21,8 +21,10 @@ from kuryr_cnm.directory import Directory
 from kuryr_cnm.endpoints import Allocations, EndpointStore
 from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.ipam_driver import IpamDriver
+from kuryr_cnm.endpoint_driver import EndpointDriver
 from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.ownership import Owner, Ownership
+from kuryr_cnm.plugging import HostPlugging, NestedPlugging, Plugging
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.reconcile import Reconciler
 from kuryr_cnm.server import Router
@@ -83,9 +85,10 @@ class Plugin:
     """Everything one kuryr-cnm process holds; built once from the loaded configuration."""
     router: Router
     network: NetworkDriver
+    endpoints: EndpointDriver
     ipam: IpamDriver
     deferred: DeferredWrites
-    plugger: Plugger
+    plugging: Plugging
     pool: PortPool
     reconciler: Reconciler
     reconcile_interval: int
@@ -115,7 +118,7 @@ class Plugin:
         self.pool.close()
         self.deferred.drain()
         self.deferred.shutdown()
-        self.plugger.close()
+        self.plugging.close()
 
 
 def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> Plugin:
@@ -124,8 +127,10 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     directory = Directory(client)
     allocations = Allocations()
     deferred = DeferredWrites()
-    plugger = Plugger(bindir=conf.bindir)
     endpoints = EndpointStore()
+    port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
+    plugging: Plugging = NestedPlugging(client, port_driver) if port_driver is not None else \
+        HostPlugging(client, Plugger(bindir=conf.bindir), conf.host)
     pool: PortPool
 
     def held() -> set[str]:
@@ -133,12 +138,11 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
         return allocations.port_ids() | endpoints.port_ids() | pool.port_ids()
     owned = Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix, held)
     pool = PortPool(conf, client, owned)
-    port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
-    network = NetworkDriver(conf, client, directory, allocations, endpoints, plugger, deferred,
-                            Exposure(client), pool, owned, port_driver)
-    reconciler = Reconciler(client, plugger, owned, grace=conf.reconcile_grace, in_use=held)
-    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, owned,
-                      nested_mode=port_driver is not None)
+    network = NetworkDriver(conf, client, directory, allocations, deferred, pool, owned, plugging)
+    endpoint = EndpointDriver(conf, client, directory, allocations, endpoints, plugging, deferred,
+                              Exposure(client), owned.owner)
+    reconciler = Reconciler(client, plugging, owned, grace=conf.reconcile_grace, in_use=held)
+    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, owned, plugging.port_binding)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
         "Plugin.Activate": activate,
@@ -150,13 +154,13 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
         "NetworkDriver.DiscoverDelete": network.discover,
         "NetworkDriver.CreateNetwork": network.create_network,
         "NetworkDriver.DeleteNetwork": network.delete_network,
-        "NetworkDriver.CreateEndpoint": network.create_endpoint,
-        "NetworkDriver.EndpointOperInfo": network.endpoint_oper_info,
-        "NetworkDriver.DeleteEndpoint": network.delete_endpoint,
-        "NetworkDriver.Join": network.join,
-        "NetworkDriver.Leave": network.leave,
-        "NetworkDriver.ProgramExternalConnectivity": network.program_external_connectivity,
-        "NetworkDriver.RevokeExternalConnectivity": network.revoke_external_connectivity,
+        "NetworkDriver.CreateEndpoint": endpoint.create_endpoint,
+        "NetworkDriver.EndpointOperInfo": endpoint.endpoint_oper_info,
+        "NetworkDriver.DeleteEndpoint": endpoint.delete_endpoint,
+        "NetworkDriver.Join": endpoint.join,
+        "NetworkDriver.Leave": endpoint.leave,
+        "NetworkDriver.ProgramExternalConnectivity": endpoint.program_external_connectivity,
+        "NetworkDriver.RevokeExternalConnectivity": endpoint.revoke_external_connectivity,
         "IpamDriver.GetCapabilities": ipam.get_capabilities,
         "IpamDriver.GetDefaultAddressSpaces": ipam.get_default_address_spaces,
         "IpamDriver.RequestPool": ipam.request_pool,
@@ -166,4 +170,5 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     }
     for method, handler in routes.items():
         router.add(method, logged(method, handler))
-    return Plugin(router, network, ipam, deferred, plugger, pool, reconciler, conf.reconcile_interval, port_driver)
+    return Plugin(router, network, endpoint, ipam, deferred, plugging, pool, reconciler, conf.reconcile_interval,
+                  port_driver)

@@ -35,7 +35,7 @@ LOG = logging.getLogger(__name__)
 class IpamDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
                  allocations: Allocations, deferred: DeferredWrites, pool: PortPool,
-                 owned: Ownership, nested_mode: bool = False) -> None:
+                 owned: Ownership, port_binding: dict[str, str]) -> None:
         self._conf = conf
         self._ownership = owned
         self._pool = pool
@@ -45,9 +45,7 @@ class IpamDriver:
         self._deferred = deferred
         self._pairing = DualStackPairing()
         self._enable_dhcp = config.enable_dhcp(conf)
-        # nested mode: ports stay unbound; Neutron binds a subport through its trunk, and a port
-        # whose address is in the VM port's pairs must stay unbound (ML2/OVN makes it a virtual port)
-        self._binding = {} if nested_mode else {"binding:host_id": conf.host}
+        self._binding = port_binding  # bound here (bare metal), or unbound (nested: Plugging says)
 
     # -- capabilities --
     def get_capabilities(self, _body: Any) -> dict[str, Any]:

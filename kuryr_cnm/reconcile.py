@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kuryr_cnm import errors, naming, neutron
-from kuryr_cnm.binding import BindingError, Plugger, VifPort, veth
-from kuryr_cnm.binding.ovs import OvsPort
+from kuryr_cnm.binding import BindingError, veth
 from kuryr_cnm.neutron import NeutronClient, Port
 from kuryr_cnm.ownership import Ownership, Why
+from kuryr_cnm.plugging import Plugged, Plugging
 
 LOG = logging.getLogger(__name__)
 
@@ -58,11 +58,11 @@ def _age_seconds(port: Port, now: datetime.datetime) -> float:
 
 
 class Reconciler:
-    def __init__(self, client: NeutronClient, plugger: Plugger, owned: Ownership, *, grace: float,
+    def __init__(self, client: NeutronClient, plugging: Plugging, owned: Ownership, *, grace: float,
                  in_use: Callable[[], set[str]]) -> None:
         """`in_use()` gives the port ids this process holds for Docker or in its pool."""
         self._client = client
-        self._plugger = plugger
+        self._plugging = plugging  # nested mode's never reads Open vSwitch
         self._ownership = owned
         self._host = owned.owner.host
         self._grace = grace
@@ -96,12 +96,12 @@ class Reconciler:
         # The host first, Neutron second: a veth or OVS port seen here was made after its
         # Neutron port, so that port is in the listing below unless it is really gone.
         veths = veth.list_veths(naming.HOST_VETH_PREFIX)
-        plugged = self._plugger.list_kuryr_ports()
+        plugged = self._plugging.plugged()
         ports = self._client.list_ports(**{"binding:host_id": self._host})
         by_id = {p.id: p for p in ports}
         self._unplug_orphans(plugged, by_id, report)
         self._delete_stray_veths(veths, plugged, by_id, report)
-        plugged_ids = {p.iface_id for p in plugged}
+        plugged_ids = {p.port_id for p in plugged}
         held = self._in_use()
         now = datetime.datetime.now(datetime.timezone.utc)
         for port in ports:
@@ -109,7 +109,7 @@ class Reconciler:
                 continue
             if port.id in plugged_ids:
                 report.kept += 1
-                self._repair(port, next(p for p in plugged if p.iface_id == port.id), report)
+                self._repair(port, next(p for p in plugged if p.port_id == port.id), report)
             elif port.id in held or port.name == naming.POOL_PORT_NAME:
                 report.kept += 1  # handed to Docker and not plugged yet, or waiting in the pool
             elif _age_seconds(port, now) >= self._grace and self._ownership.may_delete(port, Why.UNHELD, held):
@@ -119,20 +119,18 @@ class Reconciler:
             else:
                 report.kept += 1  # too young to judge: Docker may be between calls
 
-    def _unplug_orphans(self, plugged: list[OvsPort], by_id: dict[str, Port], report: Report) -> None:
-        for ovs_port in plugged:
-            if ovs_port.iface_id in by_id or self._client.get_port(ovs_port.iface_id) is not None:
+    def _unplug_orphans(self, plugged: list[Plugged], by_id: dict[str, Port], report: Report) -> None:
+        for item in plugged:
+            if item.port_id in by_id or self._client.get_port(item.port_id) is not None:
                 continue  # bound elsewhere now, or alive: not an orphan
-            report.unplugged.append(ovs_port.name)
+            report.unplugged.append(item.device)
             if not report.dry_run:
-                self._plugger.unplug(VifPort(
-                    port_id=ovs_port.iface_id, mac=ovs_port.attached_mac, network_id="", project_id="",
-                    endpoint_id=ovs_port.vm_uuid, vif_type="ovs", vif_details={}, mtu=0))
+                self._plugging.unplug_orphan(item)
 
-    def _delete_stray_veths(self, veths: list[str], plugged: list[OvsPort], by_id: dict[str, Port],
+    def _delete_stray_veths(self, veths: list[str], plugged: list[Plugged], by_id: dict[str, Port],
                             report: Report) -> None:
         """A tap veth attached to nothing and named after no port bound here (a crash mid-plug)."""
-        attached = {p.name for p in plugged}
+        attached = {p.device for p in plugged}
         live_prefixes = {naming.host_veth_name(pid) for pid in by_id}
         for name in veths:
             if name in attached or name in live_prefixes or name in report.unplugged:
@@ -141,9 +139,9 @@ class Reconciler:
             if not report.dry_run:
                 veth.delete_pair(name)
 
-    def _repair(self, port: Port, plugged: OvsPort, report: Report) -> None:
+    def _repair(self, port: Port, plugged: Plugged, report: Report) -> None:
         """device_id and endpoint tags that the background write never landed."""
-        endpoint_id = plugged.vm_uuid
+        endpoint_id = plugged.endpoint_id
         wanted = naming.id_tags(endpoint_id)
         if not endpoint_id or (set(wanted) <= set(port.tags) and port.device_id):
             return

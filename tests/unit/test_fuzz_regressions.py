@@ -12,9 +12,10 @@ from kuryr_cnm import config, errors, exposure, server
 from kuryr_cnm.directory import DockerNetwork
 from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.ipam_driver import IpamDriver
-from kuryr_cnm.network_driver import NetworkDriver
+from kuryr_cnm.endpoint_driver import EndpointDriver
 from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.ownership import Owner, Ownership
+from kuryr_cnm.plugging import HostPlugging
 from kuryr_cnm.protocol import (GwAllocCheckRequest, PoolRequest, ReleaseAddressRequest,
                                 RequestAddressRequest)
 from tests.unit.fake_neutron import FakeNeutron
@@ -90,8 +91,8 @@ def test_malformed_exposed_ports_are_a_bad_request(exposed):
         exposure.port_ranges(exposed)
 
 
-def _driver_with_endpoint(allocations: Allocations | None = None) -> tuple[NetworkDriver, MagicMock, dict]:
-    """A NetworkDriver whose endpoint `ep1` holds the port of 10.0.0.5 on network `net`."""
+def _driver_with_endpoint(allocations: Allocations | None = None) -> tuple[EndpointDriver, MagicMock, dict]:
+    """An EndpointDriver whose endpoint `ep1` holds the port of 10.0.0.5 on network `net`."""
     conf = config.load()
     network = Network("net", "kuryr-net-x", 1500, False, (), ("sub",), "proj")
     docker_net = DockerNetwork("d" * 64, network, ())
@@ -104,8 +105,9 @@ def _driver_with_endpoint(allocations: Allocations | None = None) -> tuple[Netwo
     plugger = MagicMock()
     endpoints = EndpointStore()
     endpoints.put(Endpoint("e" * 64, docker_net, port, "tapport1", "t_cport1", False))
-    driver = NetworkDriver(conf, client, directory, Allocations() if allocations is None else allocations, endpoints,
-                           plugger, MagicMock(), MagicMock(), MagicMock(), _ownership(conf, client))
+    driver = EndpointDriver(conf, client, directory, Allocations() if allocations is None else allocations, endpoints,
+                            HostPlugging(client, plugger, conf.host), MagicMock(), MagicMock(),
+                            Owner(conf.host, conf.plugin_name))
     body = {"NetworkID": "d" * 64, "EndpointID": "f" * 64, "Interface": {"Address": "10.0.0.5/24"}}
     return driver, plugger, body
 
@@ -127,7 +129,7 @@ def test_address_from_a_pool_that_does_not_exist_is_not_found():
     directory.pool_subnets.return_value = ()
     client.get_subnetpool.return_value = None
     ipam = IpamDriver(config.load(), client, directory, Allocations(), MagicMock(), MagicMock(),
-                      _ownership(config.load(), client))
+                      _ownership(config.load(), client), {"binding:host_id": config.load().host})
     with pytest.raises(errors.NotFound, match="does not exist"):
         ipam.request_address({"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.9"})
     client.get_subnetpool.return_value = SubnetPool("p", "kuryrPool-10.0.0.0/28", ("10.0.0.0/28",), 4, 28, False, ())
@@ -230,7 +232,7 @@ def test_an_address_released_before_its_delete_endpoint_does_not_come_back():
                  "compute:kuryr", "", "host", "ovs", {}, "ACTIVE", "proj")
     client.list_ports.return_value = [first]
     ipam = IpamDriver(config.load(), client, directory, allocations, deferred, MagicMock(),
-                      _ownership(config.load(), client))
+                      _ownership(config.load(), client), {"binding:host_id": config.load().host})
     release = {"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.5"}
 
     ipam.release_address(release)  # the first endpoint still stands

@@ -1,0 +1,160 @@
+"""The plugging contract, as os-vif has it: a Neutron port becomes a VIF once (`vif_from_port`),
+and one `Plugging` per process readies the port's Neutron side for this host and plugs it,
+and unplugs it as the mirror image. The endpoint driver holds a Plugging and no nested branch.
+
+* `HostPlugging` (bare metal): ports are bound to this host; a port that is not (adopted, or a
+  `--mac-address`) is bound first; then a veth pair and the binder for its `binding:vif_type`
+  (binding.Plugger, over Open vSwitch's database).
+* `NestedPlugging` (a Nova VM): ports stay unbound; the nested driver makes the port a trunk
+  subport or an address pair of the VM's port, then a child device of the VM's NIC. It never
+  touches Open vSwitch, which the VM does not have.
+
+Errors: a binder's or the nested driver's failure reaches Docker as a BackendError that names
+the port; Neutron's own errors pass through (the handler's edge translates them).
+"""
+from __future__ import annotations
+
+import abc
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kuryr_cnm import errors, naming
+from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort
+from kuryr_cnm.nested import NestedDriver
+from kuryr_cnm.neutron import NeutronClient, Port
+
+LOG = logging.getLogger(__name__)
+
+
+def vif_from_port(port: Port, endpoint_id: str, mtu: int) -> VifPort:
+    """What binding needs of a Neutron port, taken once, by the caller."""
+    return VifPort(port_id=port.id, mac=port.mac_address, network_id=port.network_id, project_id=port.project_id,
+                   endpoint_id=endpoint_id, vif_type=port.vif_type, vif_details=dict(port.vif_details), mtu=mtu)
+
+
+@dataclass(frozen=True)
+class Plugged:
+    """A port plugged on this host, as the host itself records it (found again after a restart)."""
+    port_id: str
+    endpoint_id: str
+    device: str  # the host-side device
+    mac: str
+
+
+class Plugging(abc.ABC):
+    # attributes a container port is created with (RequestAddress, the pool)
+    port_binding: dict[str, Any] = {}
+
+    def default_network_id(self) -> str | None:
+        """The Neutron network a Docker network lands on when no neutron.net.* option names one;
+        None: a network of its own."""
+        return None
+
+    @abc.abstractmethod
+    def plug(self, port: Port, endpoint_id: str, mtu: int, mac: str = "") -> tuple[Port, HostInterface]:
+        """Ready `port` for this host (and give it `mac` if set), plug it; returns the port as it
+        is now and the interface Docker moves into the sandbox. On failure nothing is left."""
+
+    @abc.abstractmethod
+    def unplug(self, port: Port, endpoint_id: str, mtu: int) -> None:
+        """Mirror of plug; repeating it, or unplugging what is half there, is fine."""
+
+    @abc.abstractmethod
+    def unplug_orphan(self, plugged: Plugged) -> None:
+        """Unplug what is plugged here for a port Neutron no longer has."""
+
+    @abc.abstractmethod
+    def plugged(self) -> list[Plugged]:
+        """What kuryr plugged on this host."""
+
+    def close(self) -> None:  # noqa: B027 - nothing to close by default
+        """Release what the process holds (a database connection)."""
+
+
+class HostPlugging(Plugging):
+    def __init__(self, client: NeutronClient, plugger: Plugger, host: str) -> None:
+        self._client = client
+        self._plugger = plugger
+        self._host = host
+        self.port_binding = {"binding:host_id": host}
+
+    def plug(self, port: Port, endpoint_id: str, mtu: int, mac: str = "") -> tuple[Port, HostInterface]:
+        if naming.PORT_EXISTING_TAG in port.tags or port.host_id != self._host:
+            port = self._bind(port, endpoint_id, mac)
+        elif mac:
+            port = self._change_mac(port, mac)
+        try:
+            return port, self._plugger.plug(vif_from_port(port, endpoint_id, mtu))
+        except BindingError as exc:
+            raise errors.BackendError(f"could not plug port {port.id}: {exc}") from None
+
+    def unplug(self, port: Port, endpoint_id: str, mtu: int) -> None:
+        try:
+            self._plugger.unplug(vif_from_port(port, endpoint_id, mtu))
+        except BindingError as exc:
+            raise errors.BackendError(f"could not unplug port {port.id}: {exc}") from None
+
+    def unplug_orphan(self, plugged: Plugged) -> None:
+        vif = VifPort(port_id=plugged.port_id, mac=plugged.mac, network_id="", project_id="",
+                      endpoint_id=plugged.endpoint_id, vif_type="ovs", vif_details={}, mtu=0)
+        try:
+            self._plugger.unplug(vif)
+        except BindingError as exc:
+            raise errors.BackendError(f"could not unplug {plugged.device}: {exc}") from None
+
+    def plugged(self) -> list[Plugged]:
+        return [Plugged(p.iface_id, p.vm_uuid, p.name, p.attached_mac) for p in self._plugger.list_kuryr_ports()]
+
+    def close(self) -> None:
+        self._plugger.close()
+
+    def _bind(self, port: Port, endpoint_id: str, mac: str = "") -> Port:
+        """Bind an adopted (pre-created) port to this host: one update, host and owner together
+        (DVR needs both), and the MAC Docker asked for while the port is still unbound."""
+        attrs: dict[str, Any] = {"binding:host_id": self._host, "device_owner": naming.DEVICE_OWNER,
+                                 "device_id": port.device_id or endpoint_id, "admin_state_up": True}
+        if mac:
+            attrs["mac_address"] = mac
+        return self._client.update_port(port.id, **attrs)
+
+    def _change_mac(self, port: Port, mac: str) -> Port:
+        """`--mac-address` on a port made already bound: Neutron changes the MAC of unbound
+        ports only, so unbind, then set the MAC and bind again in one update."""
+        self._client.update_port(port.id, **{"binding:host_id": ""})
+        try:
+            return self._client.update_port(port.id, **{"mac_address": mac, "binding:host_id": self._host})
+        except errors.NeutronError as exc:
+            self._client.update_port(port.id, **{"binding:host_id": self._host})
+            if isinstance(exc, errors.NeutronConflict):
+                raise errors.Conflict(
+                    f"MAC {mac} is already used by another port on this network ({exc.message}). To use a "
+                    "pre-created port, start the container with its address (--ip, and --mac-address if you "
+                    "like): kuryr-cnm chooses the address before Docker tells it the MAC") from None
+            raise
+
+
+class NestedPlugging(Plugging):
+    """Ports stay unbound: Neutron binds a subport through its trunk, and a port whose address is
+    in the VM port's pairs must stay unbound (ML2/OVN makes it a virtual port)."""
+
+    def __init__(self, client: NeutronClient, driver: NestedDriver) -> None:
+        self._client = client
+        self.driver = driver
+
+    def default_network_id(self) -> str | None:
+        return self.driver.default_network_id()  # the VM's network: adopted, never deleted
+
+    def plug(self, port: Port, endpoint_id: str, mtu: int, mac: str = "") -> tuple[Port, HostInterface]:
+        if mac:  # unbound, so its MAC can change
+            port = self._client.update_port(port.id, mac_address=mac)
+        return port, self.driver.plug(port, mtu)
+
+    def unplug(self, port: Port, endpoint_id: str, mtu: int) -> None:
+        self.driver.unplug(port)
+
+    def unplug_orphan(self, plugged: Plugged) -> None:
+        """Nothing recorded on the host names a port (issue 12 adds the child devices)."""
+
+    def plugged(self) -> list[Plugged]:
+        return []
