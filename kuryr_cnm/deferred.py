@@ -35,13 +35,20 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (errors.NeutronUnavailable, errors.NeutronServerError))
 
 
+def _quietly(what: str, done: Callable[[], object]) -> None:
+    try:
+        done()
+    except Exception:  # noqa: BLE001 - the caller's bookkeeping must not strand the key's queue
+        LOG.exception("background %s: its completion step failed", what)
+
+
 class _Queue:
     """One key's writes not finished yet. `submitted` and `finished` only grow, so a
     waiter that noted `submitted` knows its writes have landed once `finished` reaches it."""
     __slots__ = ("finished", "jobs", "submitted")
 
     def __init__(self) -> None:
-        self.jobs: deque[tuple[str, Callable[[], object]]] = deque()
+        self.jobs: deque[tuple[str, Callable[[], object], Callable[[], object] | None]] = deque()
         self.submitted = 0
         self.finished = 0
 
@@ -90,16 +97,19 @@ class DeferredWrites:
                 if not queue.jobs:
                     del self._queues[key]
                     return
-                what, fn = queue.jobs.popleft()  # popped, not done: the key stays pending
+                what, fn, done = queue.jobs.popleft()  # popped, not done: the key stays pending
             try:
                 self._run(what, fn)
+                if done is not None:
+                    _quietly(what, done)
             finally:
                 with self._lock:
                     queue.finished += 1
                     self._changed.notify_all()
 
-    def submit(self, key: str, what: str, fn: Callable[[], object]) -> None:
-        """Queue fn behind the earlier writes of `key`. RuntimeError once shutdown() began."""
+    def submit(self, key: str, what: str, fn: Callable[[], object], done: Callable[[], object] | None = None) -> None:
+        """Queue fn behind the earlier writes of `key`; `done()` runs once fn has landed or been
+        given up, after all its retries (not after each attempt). RuntimeError once shutdown() began."""
         with self._lock:
             if self._closing.is_set():
                 raise RuntimeError("DeferredWrites is shut down")
@@ -108,7 +118,7 @@ class DeferredWrites:
                 queue = _Queue()
                 self._pool.submit(self._serve, key, queue)  # raises once shut down: nothing queued
                 self._queues[key] = queue
-            queue.jobs.append((what, fn))
+            queue.jobs.append((what, fn, done))
             queue.submitted += 1
 
     def wait_for(self, keys: Iterable[str], deadline: float) -> bool:

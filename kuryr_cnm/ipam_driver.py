@@ -343,14 +343,14 @@ class IpamDriver:
         self._allocations.start_release(port)
 
         def release() -> None:
-            try:
-                if naming.PORT_EXISTING_TAG in port.tags:
-                    self._reset_adopted(port)
-                else:
-                    self._ownership.delete_port(port, Why.RELEASED)
-            finally:
-                self._allocations.end_release(port)
-        self._deferred.submit(port.id, f"release port {port.id}", release)
+            if naming.PORT_EXISTING_TAG in port.tags:
+                self._reset_adopted(port)
+            else:
+                self._ownership.delete_port(port, Why.RELEASED)
+        # the mark goes once the release has landed or been given up, not after a failed attempt:
+        # DeleteNetwork waits for a release that retries through a Neutron outage
+        self._deferred.submit(port.id, f"release port {port.id}", release,
+                              done=lambda: self._allocations.end_release(port))
 
     def _wait_released(self, network_id: str, address: str) -> None:
         port_id = self._allocations.releasing(network_id, address)

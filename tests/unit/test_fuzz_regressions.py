@@ -238,6 +238,7 @@ def test_an_address_released_before_its_delete_endpoint_does_not_come_back():
     ipam.release_address(release)  # the first endpoint still stands
     assert "port1" in deferred.submit.call_args.args[1]
     deferred.submit.call_args.args[2]()  # the background delete lands
+    deferred.submit.call_args.kwargs["done"]()
     second = Port("port2", "kuryr-unbound-port", "net", "fa:16:3e:00:00:02", (FixedIP("sub", "10.0.0.5"),), (),
                   "compute:kuryr", "f" * 64, "host", "ovs", {}, "ACTIVE", "proj")
     allocations.put(second)  # RequestAddress made it ...

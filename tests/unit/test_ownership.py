@@ -121,3 +121,29 @@ def test_a_pool_id_two_docker_networks_hold_is_released_by_the_last(neutron, hos
     assert [s.cidr for s in neutron.subnets() if s.network_id == network.id] == ["10.21.0.0/24"]
     creator.remove_network(mine)
     assert _kuryr_state(neutron) == (0, 0, 0)
+
+
+def test_delete_network_waits_for_a_release_retrying_through_an_outage(neutron, hosts, monkeypatch):
+    """The released port's mark went after its first failed attempt, so DeleteNetwork no longer
+    waited for the retry and failed 409 "still has ports" (make test's Neutron outage, seen)."""
+    import threading
+
+    from kuryr_cnm import errors
+    host, _ = hosts
+    in_backoff = threading.Event()
+
+    class Closing(threading.Event):
+        def wait(self, timeout=None):  # the worker's pause between attempts: the first one failed
+            in_backoff.set()
+            return super().wait(0.2)
+    host.plugin.deferred._closing = Closing()
+    net = host.create_network("10.22.0.0/24")
+    address = host.call("IpamDriver.RequestAddress", {"PoolID": net.pools[0], "Address": "", "Options": {}})
+    (port,) = neutron.ports()
+    neutron.update_port(port.id, device_id="e" * 64)  # its endpoint came and went: no lost address
+    neutron.fail_next("delete_port", errors.NeutronUnavailable("DELETE /ports/x", "Neutron is unreachable",
+                                                               status=0))
+    host.call("IpamDriver.ReleaseAddress", {"PoolID": net.pools[0], "Address": address["Address"].split("/")[0]})
+    assert in_backoff.wait(5)
+    host.remove_network(net)  # was a 409 while the release was still retrying
+    assert _kuryr_state(neutron) == (0, 0, 0) and not neutron.ports()
