@@ -26,6 +26,7 @@ from kuryr_cnm.network_driver import NetworkDriver
 from kuryr_cnm.ownership import Owner, Ownership
 from kuryr_cnm.plugging import HostPlugging, NestedPlugging, Plugging
 from kuryr_cnm.pool import PortPool
+from kuryr_cnm.pools import PoolMap
 from kuryr_cnm.reconcile import Reconciler
 from kuryr_cnm.server import Router
 
@@ -138,11 +139,12 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
         return allocations.port_ids() | endpoints.port_ids() | pool.port_ids()
     owned = Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix, held)
     pool = PortPool(conf, client, owned)
-    network = NetworkDriver(conf, client, directory, allocations, deferred, pool, owned, plugging)
+    pools = PoolMap(conf, client, directory)
+    network = NetworkDriver(conf, client, directory, allocations, deferred, pool, owned, plugging, pools)
     endpoint = EndpointDriver(conf, client, directory, allocations, endpoints, plugging, deferred,
                               Exposure(client), owned.owner)
     reconciler = Reconciler(client, plugging, owned, grace=conf.reconcile_grace, in_use=held)
-    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, owned, plugging.port_binding)
+    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, owned, plugging.port_binding, pools)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
         "Plugin.Activate": activate,

@@ -128,25 +128,10 @@ class Directory:
             return subnets
 
     # -- pools --
-    def pool_subnets(self, pool_id: str) -> tuple[Subnet, ...]:
-        """The Neutron subnet(s) behind a Docker PoolID; empty while the network is being created.
-
-        A PoolID is a subnetpool id (kuryr-libnetwork's scheme: the subnet was allocated
-        from it, or an existing subnet was tagged with it), or the id of a subnet carved
-        from a default pool."""
+    def cached_pool(self, pool_id: str) -> tuple[Subnet, ...]:
+        """The subnets behind a PoolID if held (pools.PoolMap looks them up otherwise)."""
         with self._lock:
-            cached = self._pool_subnets.get(pool_id)
-        if cached:
-            return cached
-        subnets = self._client.list_subnets(subnetpool_id=pool_id)
-        subnets = [s for s in subnets if s.name.startswith(naming.SUBNET_NAME_PREFIX) or pool_id in s.tags] \
-            or self._client.list_subnets(tags=pool_id)
-        if not subnets:
-            carved = self._client.get_subnet(pool_id)
-            subnets = [carved] if carved else []
-        if subnets:
-            self.remember_pool(pool_id, tuple(subnets))
-        return tuple(subnets)
+            return self._pool_subnets.get(pool_id, ())
 
     def remember_pool(self, pool_id: str, subnets: tuple[Subnet, ...]) -> None:
         with self._lock:

@@ -23,11 +23,12 @@ from kuryr_cnm import config, errors, naming, ownership, subnets
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory
 from kuryr_cnm.endpoints import Allocations
-from kuryr_cnm.neutron import NeutronClient, Port, Subnet, SubnetPool
+from kuryr_cnm.neutron import NeutronClient, Port, Subnet
 from kuryr_cnm.ownership import Ownership, Why
 from kuryr_cnm.pairing import DualStackPairing
 from kuryr_cnm.pool import PortPool
-from kuryr_cnm.protocol import (POOL_DATA_GATEWAY, AddressSpaces, IpamCapabilities, NeutronRef, PoolRequest,
+from kuryr_cnm.pools import PoolMap
+from kuryr_cnm.protocol import (AddressSpaces, IpamCapabilities, PoolRequest,
                                 ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
 
 LOG = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ LOG = logging.getLogger(__name__)
 class IpamDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
                  allocations: Allocations, deferred: DeferredWrites, pool: PortPool,
-                 owned: Ownership, port_binding: dict[str, str]) -> None:
+                 owned: Ownership, port_binding: dict[str, str], pools: PoolMap) -> None:
         self._conf = conf
+        self._pools = pools
         self._ownership = owned
         self._pool = pool
         self._client = client
@@ -59,96 +61,7 @@ class IpamDriver:
 
     # -- pools --
     def request_pool(self, body: Any) -> dict[str, Any]:
-        req = RequestPoolRequest.parse(body)
-        opts = req.neutron
-        cidr = str(ipaddress.ip_network(req.sub_pool or req.pool, strict=False)) if (req.sub_pool or req.pool) else ""
-        shared = opts.net_shared
-        if opts.subnet(req.v6):
-            pool_id, subnet = self._pool_for_existing_subnet(opts.subnet(req.v6), req.v6, cidr)
-            cidr, gateway = subnet.cidr, subnet.gateway_ip
-        elif opts.pool(req.v6):
-            parent = self._named_pool(opts.pool(req.v6), req.v6)
-            if cidr and list(parent.prefixes) == [cidr]:
-                self._client.add_tag("subnetpools", parent.id, naming.SUBNETPOOL_EXISTING_TAG)
-                pool_id, gateway = parent.id, subnets.default_gateway(cidr)
-            else:
-                subnet = self._carve(parent, cidr, shared)
-                pool_id, cidr, gateway = subnet.id, subnet.cidr, subnet.gateway_ip
-        elif cidr:
-            pool = self._kuryr_pool(cidr, shared)
-            pool_id, gateway = pool.id, subnets.default_gateway(cidr)
-        else:
-            name = self._conf.neutron.default_subnetpool_v6 if req.v6 else self._conf.neutron.default_subnetpool_v4
-            subnet = self._carve(self._dir.default_pool(name), "", shared)
-            pool_id, cidr, gateway = subnet.id, subnet.cidr, subnet.gateway_ip
-        data = {POOL_DATA_GATEWAY: subnets.with_prefix(gateway, cidr)} if gateway else {}
-        return {"PoolID": pool_id, "Pool": cidr, "Data": data}
-
-    def _kuryr_pool(self, cidr: str, shared: bool) -> SubnetPool:
-        """kuryrPool-CIDR: reuse one whose prefix is still free (kuryr-libnetwork hosts
-        sharing a network each ask for it), else make a new one, so that two Docker
-        networks can have the same CIDR."""
-        name = naming.subnetpool_name(cidr, self._conf.subnetpool_name_prefix)
-        for pool in self._client.list_subnetpools(name=name):
-            if not self._client.list_subnets(subnetpool_id=pool.id):
-                return pool
-        prefixlen = ipaddress.ip_network(cidr).prefixlen
-        return self._client.create_subnetpool(name=name, prefixes=[cidr], default_prefixlen=prefixlen,
-                                              min_prefixlen=prefixlen, shared=shared)
-
-    def _named_pool(self, ref: NeutronRef, v6: bool) -> SubnetPool:
-        suffix = ".v6" if v6 else ""
-        pool_id = ref.uuid
-        if pool_id:
-            pool = self._client.get_subnetpool(pool_id)
-            if pool is None:
-                raise errors.NotFound(f"subnetpool {pool_id} (neutron.pool{suffix}.uuid) does not exist")
-            return pool
-        name = ref.name
-        pools = self._client.list_subnetpools(name=name)
-        if len(pools) != 1:
-            raise errors.Conflict(f"neutron.pool{suffix}.name={name} matches {len(pools)} subnetpools; "
-                                  f"use neutron.pool{suffix}.uuid") if pools else \
-                errors.NotFound(f"no subnetpool named {name} (neutron.pool{suffix}.name)")
-        return pools[0]
-
-    def _pool_for_existing_subnet(self, ref: NeutronRef, v6: bool, cidr: str) -> tuple[str, Subnet]:
-        """kuryr-libnetwork's scheme for `neutron.subnet.*`: a kuryrPool-CIDR tagged with the subnet id."""
-        suffix = ".v6" if v6 else ""
-        if ref.uuid:
-            subnet = self._client.get_subnet(ref.uuid)
-            found = [subnet] if subnet else []
-        else:
-            found = self._client.list_subnets(name=ref.name)
-        if len(found) != 1:
-            raise errors.NotFound(f"neutron.subnet{suffix} option matches {len(found)} Neutron subnets; "
-                                  "name exactly one existing subnet")
-        subnet = found[0]
-        if cidr and ipaddress.ip_network(cidr) != ipaddress.ip_network(subnet.cidr):
-            raise errors.Conflict(f"--subnet {cidr} differs from subnet {subnet.id}'s {subnet.cidr}; "
-                                  "pass the existing subnet's CIDR or leave --subnet out")
-        name = naming.subnetpool_name(subnet.cidr, self._conf.subnetpool_name_prefix)
-        pools = self._client.list_subnetpools(name=name, tags=subnet.id)
-        if pools:
-            return pools[0].id, subnet
-        prefixlen = ipaddress.ip_network(subnet.cidr).prefixlen
-        pool = self._client.create_subnetpool(name=name, prefixes=[subnet.cidr], default_prefixlen=prefixlen,
-                                              min_prefixlen=prefixlen)
-        self._client.set_tags("subnetpools", pool.id, [subnet.id])
-        return pool.id, subnet
-
-    def _carve(self, parent: SubnetPool, cidr: str, shared: bool) -> Subnet:
-        """A subnet from `parent` on a new network marked pending; CreateNetwork names it."""
-        net = self._client.create_network(name=naming.NET_NAME_PREFIX + "pending", shared=shared,
-                                          admin_state_up=True)
-        try:
-            self._client.set_tags("networks", net.id, [naming.PENDING_TAG])
-            subnet = subnets.carve_subnet(self._client, parent, net.id, cidr=cidr, enable_dhcp=self._enable_dhcp)
-        except Exception:
-            self._client.delete_network(net.id)
-            raise
-        self._dir.remember_pool(subnet.id, (subnet,))
-        return subnet
+        return self._pools.request(RequestPoolRequest.parse(body))
 
     def release_pool(self, body: Any) -> dict[str, Any]:
         """The Docker network that held this pool is going (DeleteNetwork comes next). A subnet
@@ -188,7 +101,7 @@ class IpamDriver:
     # -- addresses --
     def request_address(self, body: Any) -> dict[str, Any]:
         req = RequestAddressRequest.parse(body)
-        found = self._dir.pool_subnets(req.pool_id)
+        found = self._pools.subnets_of(req.pool_id)
         if req.is_gateway:
             return {"Address": self._gateway_address(req, found), "Data": {}}
         if not found:
@@ -315,7 +228,7 @@ class IpamDriver:
 
     def release_address(self, body: Any) -> dict[str, Any]:
         req = ReleaseAddressRequest.parse(body)
-        found = self._dir.pool_subnets(req.pool_id)
+        found = self._pools.subnets_of(req.pool_id)
         subnet = next((s for s in found if ipaddress.ip_address(req.address) in ipaddress.ip_network(s.cidr)), None)
         if subnet is None:
             return {}  # the subnet is gone, and with it the address

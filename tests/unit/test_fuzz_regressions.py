@@ -16,6 +16,7 @@ from kuryr_cnm.endpoint_driver import EndpointDriver
 from kuryr_cnm.neutron import FixedIP, Network, NeutronClient, Port, Subnet, SubnetPool
 from kuryr_cnm.ownership import Owner, Ownership
 from kuryr_cnm.plugging import HostPlugging
+from kuryr_cnm.pools import PoolMap
 from kuryr_cnm.protocol import (GwAllocCheckRequest, PoolRequest, ReleaseAddressRequest,
                                 RequestAddressRequest)
 from tests.unit.fake_neutron import FakeNeutron
@@ -126,10 +127,11 @@ def test_address_from_a_pool_that_does_not_exist_is_not_found():
     """RequestAddress with an address (an --aux-address) on a released or unknown pool answered
     200 with a made-up /32; it is a 404 like the gateway request on such a pool."""
     client, directory = MagicMock(), MagicMock()
-    directory.pool_subnets.return_value = ()
+    directory.cached_pool.return_value = ()
     client.get_subnetpool.return_value = None
     ipam = IpamDriver(config.load(), client, directory, Allocations(), MagicMock(), MagicMock(),
-                      _ownership(config.load(), client), {"binding:host_id": config.load().host})
+                      _ownership(config.load(), client), {"binding:host_id": config.load().host},
+                      PoolMap(config.load(), client, directory))
     with pytest.raises(errors.NotFound, match="does not exist"):
         ipam.request_address({"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.9"})
     client.get_subnetpool.return_value = SubnetPool("p", "kuryrPool-10.0.0.0/28", ("10.0.0.0/28",), 4, 28, False, ())
@@ -226,13 +228,14 @@ def test_an_address_released_before_its_delete_endpoint_does_not_come_back():
     driver, _, body = _driver_with_endpoint(allocations)
     subnet = Subnet("sub", "kuryr-subnet-10.0.0.0/24", "net", "10.0.0.0/24", 4, None, None, (), ())
     directory, client, deferred = MagicMock(), MagicMock(), MagicMock()
-    directory.pool_subnets.return_value = (subnet,)
+    directory.cached_pool.return_value = (subnet,)
     # as Neutron lists it before the endpoint's background write: no device_id yet
     first = Port("port1", "kuryr-unbound-port", "net", "fa:16:3e:00:00:01", (FixedIP("sub", "10.0.0.5"),), (),
                  "compute:kuryr", "", "host", "ovs", {}, "ACTIVE", "proj")
     client.list_ports.return_value = [first]
     ipam = IpamDriver(config.load(), client, directory, allocations, deferred, MagicMock(),
-                      _ownership(config.load(), client), {"binding:host_id": config.load().host})
+                      _ownership(config.load(), client), {"binding:host_id": config.load().host},
+                      PoolMap(config.load(), client, directory))
     release = {"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.5"}
 
     ipam.release_address(release)  # the first endpoint still stands
