@@ -18,7 +18,6 @@ from kuryr_cnm import deadline, errors, nested, neutron, protocol
 from kuryr_cnm.binding import Plugger
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory
-from kuryr_cnm.endpoints import Allocations, EndpointStore
 from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.ipam_driver import IpamDriver
 from kuryr_cnm.endpoint_driver import EndpointDriver
@@ -27,6 +26,7 @@ from kuryr_cnm.ownership import Owner, Ownership
 from kuryr_cnm.plugging import HostPlugging, NestedPlugging, Plugging
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.pools import PoolMap
+from kuryr_cnm.ports import PortLedger
 from kuryr_cnm.reconcile import Reconciler
 from kuryr_cnm.server import Router
 
@@ -126,9 +126,8 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     if client is None:
         client = neutron.NeutronClient(neutron.connect(conf), timeout=conf.neutron.timeout or 30)
     directory = Directory(client)
-    allocations = Allocations()
+    ledger = PortLedger()
     deferred = DeferredWrites()
-    endpoints = EndpointStore()
     port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
     plugging: Plugging = NestedPlugging(client, port_driver) if port_driver is not None else \
         HostPlugging(client, Plugger(bindir=conf.bindir), conf.host)
@@ -136,15 +135,15 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
 
     def held() -> set[str]:
         """The ports this process holds for Docker: handed out, plugged, or pooled."""
-        return allocations.port_ids() | endpoints.port_ids() | pool.port_ids()
+        return ledger.held() | pool.port_ids()
     owned = Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix, held)
     pool = PortPool(conf, client, owned)
     pools = PoolMap(conf, client, directory)
-    network = NetworkDriver(conf, client, directory, allocations, deferred, pool, owned, plugging, pools)
-    endpoint = EndpointDriver(conf, client, directory, allocations, endpoints, plugging, deferred,
+    network = NetworkDriver(conf, client, directory, ledger, deferred, pool, owned, plugging, pools)
+    endpoint = EndpointDriver(conf, client, directory, ledger, plugging, deferred,
                               Exposure(client), owned.owner)
     reconciler = Reconciler(client, plugging, owned, grace=conf.reconcile_grace, in_use=held)
-    ipam = IpamDriver(conf, client, directory, allocations, deferred, pool, owned, plugging.port_binding, pools)
+    ipam = IpamDriver(conf, client, directory, ledger, deferred, pool, owned, plugging.port_binding, pools)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {
         "Plugin.Activate": activate,

@@ -18,11 +18,11 @@ from kuryr_cnm import errors, naming
 from kuryr_cnm.binding import BindingError, interface_names
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory, DockerNetwork
-from kuryr_cnm.endpoints import Allocations, Endpoint, EndpointStore
 from kuryr_cnm.exposure import Exposure
 from kuryr_cnm.neutron import NeutronClient, Port, Subnet
 from kuryr_cnm.ownership import Owner
 from kuryr_cnm.plugging import Plugged, Plugging
+from kuryr_cnm.ports import Endpoint, PortLedger
 from kuryr_cnm.protocol import CreateEndpointRequest, EndpointRequest, JoinResponse, StaticRoute
 
 LOG = logging.getLogger(__name__)
@@ -34,13 +34,12 @@ def _ip(cidr: str) -> str:
 
 class EndpointDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
-                 allocations: Allocations, endpoints: EndpointStore, plugging: Plugging,
+                 ledger: PortLedger, plugging: Plugging,
                  deferred: DeferredWrites, exposure: Exposure, owner: Owner) -> None:
         self._conf = conf
         self._client = client
         self._dir = directory
-        self._allocations = allocations
-        self._endpoints = endpoints
+        self._ledger = ledger
         self._plugging = plugging
         self._deferred = deferred
         self._exposure = exposure
@@ -48,12 +47,12 @@ class EndpointDriver:
 
     def create_endpoint(self, body: Any) -> dict[str, Any]:
         req = CreateEndpointRequest.parse(body)
-        existing = self._endpoints.get(req.endpoint_id)
+        existing = self._ledger.endpoint(req.endpoint_id)
         if existing is not None:
             return self._interface_answer(req, existing.port)  # Docker retried
         network = self._dir.require_docker_network(req.network_id)
         port = self._port_for(network, req)
-        holder = self._endpoints.by_port(port.id)
+        holder = self._ledger.endpoint_holding(port.id)
         if holder is not None:  # plugging it again would pull the veth out of holder's container
             raise errors.Conflict(f"{req.interface.address or req.interface.address_ipv6} (port {port.id}) is "
                                   f"already the address of endpoint {holder.endpoint_id[:12]}; every endpoint "
@@ -62,9 +61,8 @@ class EndpointDriver:
         mac = req.interface.mac_address if req.interface.mac_address != port.mac_address else ""
         # the port as plugged: a --mac-address or a binding changed it
         port, iface = self._plugging.plug(port, req.endpoint_id, network.mtu, mac)
-        self._allocations.discard(port)
         endpoint = Endpoint(req.endpoint_id, network, port, iface.host_name, iface.container_name, adopted)
-        self._endpoints.put(endpoint)
+        self._ledger.plug(endpoint)
         self._record_endpoint(port, req.endpoint_id, adopted)
         if self._conf.neutron.vif_plugging_timeout:
             self._wait_active(endpoint)
@@ -76,7 +74,7 @@ class EndpointDriver:
 
     def _port_for(self, network: DockerNetwork, req: CreateEndpointRequest) -> Port:
         addresses = [_ip(a) for a in (req.interface.address, req.interface.address_ipv6) if a]
-        port = self._allocations.get(network.network.id, addresses[0])
+        port = self._ledger.address(network.network.id, addresses[0])
         if port is None:  # RequestAddress was served by another process, or before a restart
             ports = self._client.list_ports(network_id=network.network.id,
                                             fixed_ips=f"ip_address={addresses[0]}")
@@ -122,14 +120,14 @@ class EndpointDriver:
 
     def endpoint_oper_info(self, body: Any) -> dict[str, Any]:
         req = EndpointRequest.parse(body, "NetworkDriver.EndpointOperInfo")
-        endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
+        endpoint = self._ledger.endpoint(req.endpoint_id) or self._recover(req)
         port = endpoint.port
         return {"Value": {"port_id": port.id, "mac_address": port.mac_address,
                           "host_interface": endpoint.host_ifname}}
 
     def delete_endpoint(self, body: Any) -> dict[str, Any]:
         req = EndpointRequest.parse(body, "NetworkDriver.DeleteEndpoint")
-        endpoint = self._endpoints.get(req.endpoint_id)
+        endpoint = self._ledger.endpoint(req.endpoint_id)
         if endpoint is None:
             try:
                 endpoint = self._recover(req)
@@ -141,10 +139,9 @@ class EndpointDriver:
 
     def _teardown(self, endpoint: Endpoint) -> None:
         self._plugging.unplug(endpoint.port, endpoint.endpoint_id, endpoint.network.mtu)
-        self._endpoints.pop(endpoint.endpoint_id)
         # ReleaseAddress comes next: it needs no lookup. Not over a newer allocation of the same
         # address: after an early ReleaseAddress, or a recovered endpoint, this port may be gone.
-        self._allocations.put(endpoint.port, replace=False)
+        self._ledger.unplug(endpoint)
 
     def _recover(self, req: EndpointRequest) -> Endpoint:
         """Rebuild an endpoint this process does not hold (it restarted) from Neutron's tags,
@@ -157,7 +154,7 @@ class EndpointDriver:
         endpoint = Endpoint(req.endpoint_id, network, port, names.host_name, names.container_name,
                             naming.PORT_EXISTING_TAG in port.tags,
                             recovered=True)
-        self._endpoints.put(endpoint)
+        self._ledger.plug(endpoint)
         return endpoint
 
     def _port_of_endpoint(self, network: DockerNetwork, endpoint_id: str) -> Port | None:
@@ -183,7 +180,7 @@ class EndpointDriver:
     # -- sandboxes --
     def join(self, body: Any) -> dict[str, Any]:
         req = EndpointRequest.parse(body, "NetworkDriver.Join")
-        endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
+        endpoint = self._ledger.endpoint(req.endpoint_id) or self._recover(req)
         gateways: dict[int, str] = {}
         routes: list[StaticRoute] = []
         for subnet in self._current_subnets(endpoint):
@@ -214,7 +211,7 @@ class EndpointDriver:
         req = EndpointRequest.parse(body, "NetworkDriver.ProgramExternalConnectivity")
         if not self._conf.process_external_connectivity:
             return {}
-        endpoint = self._endpoints.get(req.endpoint_id) or self._recover(req)
+        endpoint = self._ledger.endpoint(req.endpoint_id) or self._recover(req)
         self._exposure.expose(endpoint.port, req.options)
         return {}
 
@@ -222,7 +219,7 @@ class EndpointDriver:
         req = EndpointRequest.parse(body, "NetworkDriver.RevokeExternalConnectivity")
         if not self._conf.process_external_connectivity:
             return {}
-        endpoint = self._endpoints.get(req.endpoint_id)
+        endpoint = self._ledger.endpoint(req.endpoint_id)
         if endpoint is not None and (endpoint.recovered or self._exposure.exposed(endpoint.port.id)):
             self._exposure.revoke(endpoint.port)
         return {}

@@ -22,12 +22,12 @@ from oslo_config import cfg
 from kuryr_cnm import config, errors, naming, ownership, subnets
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory
-from kuryr_cnm.endpoints import Allocations
 from kuryr_cnm.neutron import NeutronClient, Port, Subnet
 from kuryr_cnm.ownership import Ownership, Why
 from kuryr_cnm.pairing import DualStackPairing
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.pools import PoolMap
+from kuryr_cnm.ports import PortLedger
 from kuryr_cnm.protocol import (AddressSpaces, IpamCapabilities, PoolRequest,
                                 ReleaseAddressRequest, RequestAddressRequest, RequestPoolRequest)
 
@@ -35,7 +35,7 @@ LOG = logging.getLogger(__name__)
 
 class IpamDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
-                 allocations: Allocations, deferred: DeferredWrites, pool: PortPool,
+                 ledger: PortLedger, deferred: DeferredWrites, pool: PortPool,
                  owned: Ownership, port_binding: dict[str, str], pools: PoolMap) -> None:
         self._conf = conf
         self._pools = pools
@@ -43,7 +43,7 @@ class IpamDriver:
         self._pool = pool
         self._client = client
         self._dir = directory
-        self._allocations = allocations
+        self._ledger = ledger
         self._deferred = deferred
         self._pairing = DualStackPairing()
         self._enable_dhcp = config.enable_dhcp(conf)
@@ -92,7 +92,7 @@ class IpamDriver:
         net = self._client.get_network(subnet.network_id)
         if len(ownership.docker_users(net)) > 1:
             return  # other Docker networks use it: the last one's DeleteNetwork releases it
-        self._deferred.settle(self._allocations.on_network(net.id), "ReleasePool")
+        self._deferred.settle(self._ledger.on_network(net.id), "ReleasePool")
         self._pool.drain(net.id)
         self._ownership.release_subnet(subnet, "ReleasePool")
         if delete_pending and naming.PENDING_TAG in net.tags and not ownership.docker_users(net):
@@ -174,7 +174,7 @@ class IpamDriver:
         """A port from the pool: no Neutron request at all."""
         port = self._pool.take(subnet.network_id, [subnet.id] + ([partner.id] if partner else []))
         if port is not None:
-            self._allocations.put(port)
+            self._ledger.allocate(port)
         return port
 
     def _v6_partner(self, subnet: Subnet) -> Subnet | None:
@@ -192,8 +192,7 @@ class IpamDriver:
         fixed = [{"subnet_id": f.subnet_id, "ip_address": f.ip_address} for f in port.fixed_ips
                  if f.subnet_id != subnet.id] + [{"subnet_id": subnet.id, "ip_address": address}]
         port = self._client.update_port(port.id, fixed_ips=fixed)
-        self._allocations.discard(port)
-        self._allocations.put(port)
+        self._ledger.allocate(port)
         return port
 
     def _create_port(self, subnet: Subnet, address: str, extra_fixed: list[dict[str, str]]) -> Port:
@@ -212,7 +211,7 @@ class IpamDriver:
                                       f"{exc.message}; choose another --ip") from None
             raise errors.Conflict(f"no free address in subnet {subnet.cidr} ({exc.message}); remove unused "
                                   "containers or use a bigger subnet") from None
-        self._allocations.put(port)
+        self._ledger.allocate(port)
         return port
 
     def _adopt(self, port: Port, address: str) -> Port:
@@ -223,7 +222,7 @@ class IpamDriver:
                                   "choose another --ip")
         self._client.add_tag("ports", port.id, naming.PORT_EXISTING_TAG)
         port = self._client.get_port(port.id) or port
-        self._allocations.put(port)
+        self._ledger.allocate(port)
         return port
 
     def release_address(self, body: Any) -> dict[str, Any]:
@@ -232,19 +231,19 @@ class IpamDriver:
         subnet = next((s for s in found if ipaddress.ip_address(req.address) in ipaddress.ip_network(s.cidr)), None)
         if subnet is None:
             return {}  # the subnet is gone, and with it the address
-        if self._allocations.releasing(subnet.network_id, req.address):
+        if self._ledger.releasing(subnet.network_id, req.address):
             return {}  # the other address of a dual-stack port being released
-        port = self._allocations.get(subnet.network_id, req.address)
+        port = self._ledger.address(subnet.network_id, req.address)
         if port is not None:
-            self._allocations.discard(port)
+            self._ledger.released(port, by_lookup=False)
         else:
             ports = self._client.list_ports(network_id=subnet.network_id, fixed_ips=f"ip_address={req.address}")
             port = next((p for p in ports if p.ip_in(subnet.id) == req.address), None)
             if port is None:
                 return {}  # gateway, aux address, or already released (Docker repeats calls)
-            # not waiting among the allocations: an endpoint may still hold it (its device_id may
+            # not in the ledger as handed out: an endpoint may still hold it (its device_id may
             # not be written yet), and its DeleteEndpoint must not offer it again
-            self._allocations.released_from_endpoint(port)
+            self._ledger.released(port, by_lookup=True)
         self._pool.forget(port.id)
         self._release_later(port)
         return {}
@@ -253,7 +252,7 @@ class IpamDriver:
         """Delete (or reset) the port off Docker's hot path. Until that lands its addresses
         are marked as being released: a --ip for one of them, ReleasePool and DeleteNetwork
         wait for it; if the process dies first, the reconciler deletes the port."""
-        self._allocations.start_release(port)
+        self._ledger.start_release(port)
 
         def release() -> None:
             if naming.PORT_EXISTING_TAG in port.tags:
@@ -263,10 +262,10 @@ class IpamDriver:
         # the mark goes once the release has landed or been given up, not after a failed attempt:
         # DeleteNetwork waits for a release that retries through a Neutron outage
         self._deferred.submit(port.id, f"release port {port.id}", release,
-                              done=lambda: self._allocations.end_release(port))
+                              done=lambda: self._ledger.end_release(port))
 
     def _wait_released(self, network_id: str, address: str) -> None:
-        port_id = self._allocations.releasing(network_id, address)
+        port_id = self._ledger.releasing(network_id, address)
         if port_id:
             self._deferred.settle([port_id], f"RequestAddress of {address}")
 

@@ -12,11 +12,11 @@ from oslo_config import cfg
 from kuryr_cnm import errors, naming, ownership
 from kuryr_cnm.deferred import DeferredWrites
 from kuryr_cnm.directory import Directory
-from kuryr_cnm.endpoints import Allocations
 from kuryr_cnm.neutron import Network, NeutronClient, Subnet
 from kuryr_cnm.plugging import Plugging
 from kuryr_cnm.pool import PortPool
 from kuryr_cnm.pools import PoolMap
+from kuryr_cnm.ports import PortLedger
 from kuryr_cnm.protocol import (AllocateNetworkRequest, CreateNetworkRequest, GwAllocCheckRequest,
                                 NetworkCapabilities, NetworkRequest)
 
@@ -25,7 +25,7 @@ LOG = logging.getLogger(__name__)
 
 class NetworkDriver:
     def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
-                 allocations: Allocations, deferred: DeferredWrites, pool: PortPool, owned: ownership.Ownership,
+                 ledger: PortLedger, deferred: DeferredWrites, pool: PortPool, owned: ownership.Ownership,
                  plugging: Plugging, pools: PoolMap) -> None:
         self._conf = conf
         self._pools = pools
@@ -34,7 +34,7 @@ class NetworkDriver:
         self._pool = pool
         self._client = client
         self._dir = directory
-        self._allocations = allocations  # addresses handed out, or being released, per network
+        self._ledger = ledger  # ports handed out or being released, per network
         self._deferred = deferred
 
     # -- capabilities and no-ops --
@@ -135,7 +135,7 @@ class NetworkDriver:
             self._dir.forget_network(docker_id)
             return {}
         # ports still being released would keep the subnets busy
-        self._deferred.settle(self._allocations.on_network(network.id), "DeleteNetwork")
+        self._deferred.settle(self._ledger.on_network(network.id), "DeleteNetwork")
         self._ownership.release_subnets(leaving, "DeleteNetwork")
         if not self._ownership.delete_network_if_unused(leaving, "DeleteNetwork"):
             # an operator's network: only kuryr's tags go
