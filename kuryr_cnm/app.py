@@ -142,7 +142,8 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     network = NetworkDriver(conf, client, directory, ledger, deferred, pool, owned, plugging, pools)
     endpoint = EndpointDriver(conf, client, directory, ledger, plugging, deferred,
                               Exposure(client), owned.owner)
-    reconciler = Reconciler(client, plugging, owned, grace=conf.reconcile_grace, in_use=held)
+    reconciler = Reconciler(client, plugging, owned, grace=conf.reconcile_grace, in_use=held,
+                            busy=deferred.pending_keys)
     ipam = IpamDriver(conf, client, directory, ledger, deferred, pool, owned, plugging.port_binding, pools)
     router = Router()
     routes: dict[str, Callable[[Any], Mapping[str, Any]]] = {

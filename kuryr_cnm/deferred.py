@@ -107,9 +107,12 @@ class DeferredWrites:
                     queue.finished += 1
                     self._changed.notify_all()
 
-    def submit(self, key: str, what: str, fn: Callable[[], object], done: Callable[[], object] | None = None) -> None:
+    def submit(self, key: str, what: str, fn: Callable[[], object], done: Callable[[], object] | None = None,
+               *, supersedes: bool = False) -> None:
         """Queue fn behind the earlier writes of `key`; `done()` runs once fn has landed or been
-        given up, after all its retries (not after each attempt). RuntimeError once shutdown() began."""
+        given up, after all its retries (not after each attempt). `supersedes`: the writes of `key`
+        still queued (not started) are dropped, as fn makes them pointless (a delete after a tag
+        write). RuntimeError once shutdown() began."""
         with self._lock:
             if self._closing.is_set():
                 raise RuntimeError("DeferredWrites is shut down")
@@ -118,6 +121,13 @@ class DeferredWrites:
                 queue = _Queue()
                 self._pool.submit(self._serve, key, queue)  # raises once shut down: nothing queued
                 self._queues[key] = queue
+            if supersedes:
+                for dropped, _fn, dropped_done in queue.jobs:
+                    LOG.info("background %s: dropped, %s supersedes it", dropped, what)
+                    if dropped_done is not None:
+                        _quietly(dropped, dropped_done)
+                queue.finished += len(queue.jobs)
+                queue.jobs.clear()
             queue.jobs.append((what, fn, done))
             queue.submitted += 1
 

@@ -262,7 +262,7 @@ class IpamDriver:
         # the mark goes once the release has landed or been given up, not after a failed attempt:
         # DeleteNetwork waits for a release that retries through a Neutron outage
         self._deferred.submit(port.id, f"release port {port.id}", release,
-                              done=lambda: self._ledger.end_release(port))
+                              done=lambda: self._ledger.end_release(port), supersedes=True)
 
     def _wait_released(self, network_id: str, address: str) -> None:
         port_id = self._ledger.releasing(network_id, address)

@@ -59,14 +59,16 @@ def _age_seconds(port: Port, now: datetime.datetime) -> float:
 
 class Reconciler:
     def __init__(self, client: NeutronClient, plugging: Plugging, owned: Ownership, *, grace: float,
-                 in_use: Callable[[], set[str]]) -> None:
-        """`in_use()` gives the port ids this process holds for Docker or in its pool."""
+                 in_use: Callable[[], set[str]], busy: Callable[[], set[str]] = set) -> None:
+        """`in_use()` gives the port ids this process holds for Docker or in its pool; `busy()` those
+        with background writes queued (their own write repairs or deletes them: not this pass)."""
         self._client = client
         self._plugging = plugging  # nested mode's never reads Open vSwitch
         self._ownership = owned
         self._host = owned.owner.host
         self._grace = grace
         self._in_use = in_use
+        self._busy = busy
         self._lock = threading.Lock()  # one pass at a time
         self.last_report: Report | None = None
         self.last_good_pass: float | None = None  # time.time() of the last pass without errors
@@ -103,9 +105,13 @@ class Reconciler:
         self._delete_stray_veths(veths, plugged, by_id, report)
         plugged_ids = {p.port_id for p in plugged}
         held = self._in_use()
+        busy = self._busy()
         now = datetime.datetime.now(datetime.timezone.utc)
         for port in ports:
             if not self._ownership.owner.made(port):
+                continue
+            if port.id in busy:
+                report.kept += 1  # its endpoint's tags or its release are queued: a repair would race them
                 continue
             if port.id in plugged_ids:
                 report.kept += 1

@@ -289,3 +289,20 @@ def test_submit_is_refused_once_shut_down():
     with pytest.raises(RuntimeError):
         writes.submit("k", "late write", lambda: None)
     assert writes.pending() == 0
+
+
+def test_a_superseding_write_drops_the_queued_ones_of_its_key():
+    """A release queued behind its port's tag write made both requests; the delete makes the
+    tag write pointless (50 stops then `docker network rm` waited for 100 writes, not 50)."""
+    import threading
+    writes = DeferredWrites(workers=1, retry_for=1)
+    gate, ran = threading.Event(), []
+    writes.submit("other", "blocker", lambda: gate.wait(5))  # the one worker is busy
+    writes.submit("p1", "record endpoint", lambda: ran.append("record"))
+    dropped_done = []
+    writes.submit("p1", "record endpoint again", lambda: ran.append("record2"), done=lambda: dropped_done.append(1))
+    writes.submit("p1", "release port p1", lambda: ran.append("release"), supersedes=True)
+    gate.set()
+    assert writes.drain(timeout=5)
+    assert ran == ["release"] and dropped_done == [1] and writes.pending() == 0
+    writes.shutdown()

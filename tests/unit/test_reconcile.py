@@ -59,3 +59,17 @@ def test_only_this_plugins_unheld_ports_here_are_deleted(neutron, monkeypatch):
     report = _reconciler(neutron, held={held}).run()
     assert report.deleted == [mine]
     assert {p.id for p in neutron.ports()} == {held, other_plugin, other_host, legacy}
+
+
+def test_a_port_with_background_writes_queued_is_left_to_them(neutron, monkeypatch):
+    """The reconciler repaired plugged ports whose own tag writes were still queued: the same
+    writes twice, on a Neutron already behind (seen: 7 repairs during 50 parallel starts)."""
+    monkeypatch.setattr(reconcile.veth, "list_veths", lambda prefix: [])
+    net = neutron.make_network("n")
+    neutron.make_subnet(net.id, "10.51.0.0/24")
+    port = neutron.create_port(network_id=net.id, name=naming.UNBOUND_PORT_NAME, device_owner=naming.DEVICE_OWNER,
+                               description=naming.cnm_description("kuryr@vm"), **{"binding:host_id": "vm"}).id
+    rec = _reconciler(neutron)
+    rec._busy = lambda: {port}
+    report = rec.run()
+    assert report.deleted == [] and report.kept == 1 and neutron.get_port(port) is not None
