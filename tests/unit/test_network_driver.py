@@ -21,3 +21,31 @@ def test_delete_network_keeps_an_address_waiting_for_its_create_endpoint():
         assert len(neutron.ports()) == 1
     finally:
         host.close()
+
+
+def test_delete_network_does_not_wait_for_another_networks_background_writes():
+    """DeleteNetwork and ReleasePool drained every network's background writes (up to 30 s):
+    one network's slow deletes held up another network's `docker network rm`."""
+    import threading
+    import time
+
+    neutron = FakeNeutron()
+    host = Host(neutron, "vm")
+    try:
+        busy, idle = host.create_network("10.41.0.0/24"), host.create_network("10.42.0.0/24")
+        address = host.call("IpamDriver.RequestAddress", {"PoolID": busy.pools[0], "Address": "", "Options": {}})
+        (port,) = neutron.ports()
+        neutron.update_port(port.id, device_id="e" * 64)
+        gate, started = threading.Event(), threading.Event()
+        neutron.before("delete_port", lambda args: (started.set(), gate.wait(10)))
+        host.call("IpamDriver.ReleaseAddress", {"PoolID": busy.pools[0], "Address": address["Address"].split("/")[0]})
+        assert started.wait(5)  # the busy network's delete is in flight and will be for a while
+        t0 = time.monotonic()
+        host.remove_network(idle)
+        assert time.monotonic() - t0 < 2
+        gate.set()
+        host.remove_network(busy)
+        assert not neutron.ports() and not neutron.networks()
+    finally:
+        gate.set()
+        host.close()
