@@ -8,27 +8,16 @@ import pytest
 from kuryr_cnm import pairing
 from kuryr_cnm.neutron import Port
 from kuryr_cnm.pairing import DualStackPairing
+from tests.unit.clock import Clock, fake_clock
 
 
 def _port(pid: str) -> Port:
     return Port(pid, "", "net", "", (), (), "", "", "", "", {}, "", "")
 
 
-class Clock:
-    """time.monotonic for the pairing module, moved by hand: no test waits for real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(pairing.time, "monotonic", fake)
-    return fake
+    return fake_clock(monkeypatch, pairing)
 
 
 def test_v6_takes_the_port_its_v4_parked():

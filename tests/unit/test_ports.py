@@ -7,6 +7,7 @@ from kuryr_cnm import ports
 from kuryr_cnm.directory import DockerNetwork
 from kuryr_cnm.neutron import FixedIP, Network, Port
 from kuryr_cnm.ports import Endpoint, PortLedger, State
+from tests.unit.clock import Clock, fake_clock
 
 NET = DockerNetwork("d" * 64, Network("net", "kuryr-net-x", 1500, False, (), ("sub",), "proj"), ())
 
@@ -20,19 +21,9 @@ def _endpoint(port: Port, eid: str = "e" * 64) -> Endpoint:
     return Endpoint(eid, NET, port, "tap" + port.id, "t_c" + port.id, False)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(ports.time, "monotonic", fake)
-    return fake
+    return fake_clock(monkeypatch, ports)
 
 
 def test_a_docker_lifecycle_walks_the_states_and_leaves_nothing():
