@@ -162,12 +162,13 @@ class Ownership:
         """Once no subnet is allocated from `pool` or tagged with its id (any Docker network's,
         on any host): delete it if kuryr made it, or drop kuryr's adoption tag from an
         operator's pool. True if it was deleted."""
+        adopted = naming.SUBNETPOOL_EXISTING_TAG in pool.tags
+        if not adopted and not made_subnetpool(pool, self._pool_prefix):
+            return False  # an operator's or a default pool (kuryr, kuryr6): nothing of ours to undo
         if self._client.list_subnets(subnetpool_id=pool.id) or self._client.list_subnets(tags=pool.id):
             return False
-        if naming.SUBNETPOOL_EXISTING_TAG in pool.tags:
+        if adopted:
             self._client.remove_tag("subnetpools", pool.id, naming.SUBNETPOOL_EXISTING_TAG)
-            return False
-        if not made_subnetpool(pool, self._pool_prefix):
             return False
         try:
             self._client.delete_subnetpool(pool.id)

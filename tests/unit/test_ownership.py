@@ -147,3 +147,15 @@ def test_delete_network_waits_for_a_release_retrying_through_an_outage(neutron, 
     assert in_backoff.wait(5)
     host.remove_network(net)  # was a 409 while the release was still retrying
     assert _kuryr_state(neutron) == (0, 0, 0) and not neutron.ports()
+
+
+def test_a_default_pool_is_never_listed_nor_touched_when_a_carved_network_goes(neutron, hosts):
+    """Releasing a carved subnet asked Neutron twice whether the default pool `kuryr` was unused,
+    a pool kuryr never deletes: two reads more per `docker network rm`."""
+    host, _ = hosts
+    (default,) = neutron.subnetpools()
+    net = host.create_network()  # no --subnet: carved from `kuryr`
+    neutron.reset_calls()
+    host.remove_network(net)
+    asked = [c for c in neutron.calls_to("list_subnets") if default.id in (c.get("subnetpool_id"), c.get("tags"))]
+    assert asked == [] and neutron.subnetpools() == [default] and _kuryr_state(neutron) == (0, 0, 0)
