@@ -138,7 +138,7 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
         return ledger.held() | pool.port_ids()
     owned = Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix, held)
     pool = PortPool(conf, client, owned)
-    pools = PoolMap(conf, client, directory)
+    pools = PoolMap(conf, client, directory, owned)
     network = NetworkDriver(conf, client, directory, ledger, deferred, pool, owned, plugging, pools)
     endpoint = EndpointDriver(conf, client, directory, ledger, plugging, deferred,
                               Exposure(client), owned.owner)

@@ -72,8 +72,8 @@ class NetworkDriver:
                      for v6, datas in ((False, req.ipv4_data), (True, req.ipv6_data)) for data in datas]
             network = self._tag_network(network, req, made)
         except Exception:
-            if made:
-                self._client.delete_network(network.id)
+            if made:  # the network this request made, and no Docker network uses yet
+                self._ownership.delete_network_if_unused(network, "CreateNetwork rollback")
             raise
         self._dir.remember_network(req.network_id, network, tuple(found))
         self._pool.prepare(network.id, [s.id for s in found])

@@ -23,6 +23,7 @@ from oslo_config import cfg
 from kuryr_cnm import config, errors, naming, subnets
 from kuryr_cnm.directory import Directory
 from kuryr_cnm.neutron import Network, NeutronClient, Subnet, SubnetPool
+from kuryr_cnm.ownership import Ownership
 from kuryr_cnm.protocol import POOL_DATA_GATEWAY, IPAMData, NeutronOptions, NeutronRef, RequestPoolRequest
 
 
@@ -31,8 +32,10 @@ def _ip(cidr: str) -> str:
 
 
 class PoolMap:
-    def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, client: NeutronClient, directory: Directory,
+                 owned: Ownership) -> None:
         self._conf = conf
+        self._ownership = owned  # the pending networks it made go through the one rule too
         self._client = client
         self._dir = directory
         self._enable_dhcp = config.enable_dhcp(conf)
@@ -147,7 +150,7 @@ class PoolMap:
             self._client.set_tags("networks", net.id, [naming.PENDING_TAG])
             subnet = subnets.carve_subnet(self._client, parent, net.id, cidr=cidr, enable_dhcp=self._enable_dhcp)
         except Exception:
-            self._client.delete_network(net.id)
+            self._ownership.delete_network_if_unused(net, "RequestPool rollback")
             raise
         self._dir.remember_pool(subnet.id, (subnet,))
         return subnet
@@ -238,9 +241,9 @@ class PoolMap:
     def _move_carved(self, subnet: Subnet, network: Network) -> Subnet:
         """A carved subnet on another (pending) network: re-carve the same CIDR on `network`,
         tagged with the old subnet id, which is the PoolID Docker keeps."""
-        old_net = subnet.network_id
-        self._client.delete_subnet(subnet.id)
-        self._client.delete_network(old_net)
+        pending = self._client.get_network(subnet.network_id)
+        self._ownership.release_subnet(subnet, "CreateNetwork")
+        self._ownership.delete_network_if_unused(pending, "CreateNetwork")
         pool_id = subnet.subnetpool_id or ""
         pool = self._client.get_subnetpool(pool_id)
         if pool is None:

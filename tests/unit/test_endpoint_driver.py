@@ -81,7 +81,8 @@ def test_an_address_released_before_its_delete_endpoint_does_not_come_back():
     client.list_ports.return_value = [first]
     ipam = IpamDriver(config.load(), client, directory, ledger, deferred, MagicMock(),
                       _ownership(config.load(), client), {"binding:host_id": config.load().host},
-                      PoolMap(config.load(), client, directory))
+                      PoolMap(config.load(), client, directory,
+                              _ownership(config.load(), client)))
     release = {"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.5"}
 
     ipam.release_address(release)  # the first endpoint still stands

@@ -25,7 +25,8 @@ def test_address_from_a_pool_that_does_not_exist_is_not_found():
     client.get_subnetpool.return_value = None
     ipam = IpamDriver(config.load(), client, directory, PortLedger(), MagicMock(), MagicMock(),
                       _ownership(config.load(), client), {"binding:host_id": config.load().host},
-                      PoolMap(config.load(), client, directory))
+                      PoolMap(config.load(), client, directory,
+                              _ownership(config.load(), client)))
     with pytest.raises(errors.NotFound, match="does not exist"):
         ipam.request_address({"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.9"})
     client.get_subnetpool.return_value = SubnetPool("p", "kuryrPool-10.0.0.0/28", ("10.0.0.0/28",), 4, 28, False, ())

@@ -49,3 +49,23 @@ def test_delete_network_does_not_wait_for_another_networks_background_writes():
     finally:
         gate.set()
         host.close()
+
+
+def test_a_carved_subnet_moves_to_the_adopted_network_and_its_placeholder_goes():
+    """No --subnet on an adopted network: the prefix carved on the pending network is carved again
+    on the adopted one; the pending subnet and network go through the ownership rule, and the
+    operator's network stays when the Docker network goes."""
+    neutron = FakeNeutron()
+    default = neutron.make_subnetpool("kuryr", ["10.10.0.0/16"], 24)
+    theirs = neutron.make_network("operators-net")
+    host = Host(neutron, "vm")
+    try:
+        net = host.create_network(options={"neutron.net.uuid": theirs.id})
+        assert [n.id for n in neutron.networks()] == [theirs.id]
+        (moved,) = neutron.subnets()
+        assert moved.network_id == theirs.id and net.pools[0] in moved.tags
+        host.remove_network(net)
+        assert [n.id for n in neutron.networks()] == [theirs.id] and not neutron.subnets()
+        assert neutron.subnetpools() == [default]
+    finally:
+        host.close()
