@@ -141,7 +141,7 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     pools = PoolMap(conf, client, directory, owned)
     network = NetworkDriver(conf, client, directory, ledger, deferred, pool, owned, plugging, pools)
     endpoint = EndpointDriver(conf, client, directory, ledger, plugging, deferred,
-                              Exposure(client), owned.owner)
+                              Exposure(client, owned), owned.owner)
     reconciler = Reconciler(client, plugging, owned, grace=conf.reconcile_grace, in_use=held,
                             busy=deferred.pending_keys)
     ipam = IpamDriver(conf, client, directory, ledger, deferred, pool, owned, plugging.port_binding, pools)

@@ -13,6 +13,7 @@ from typing import Any
 
 from kuryr_cnm import errors, naming
 from kuryr_cnm.neutron import NeutronClient, Port
+from kuryr_cnm.ownership import Ownership
 from kuryr_cnm.protocol import OPT_EXPOSED_PORTS
 
 LOG = logging.getLogger(__name__)
@@ -54,8 +55,9 @@ def _exposed_port(item: Any) -> tuple[int, int]:
 
 
 class Exposure:
-    def __init__(self, client: NeutronClient) -> None:
+    def __init__(self, client: NeutronClient, owned: Ownership) -> None:
         self._client = client
+        self._owned = owned
         self._lock = threading.Lock()
         self._exposed: set[str] = set()  # ports given a group by this process
 
@@ -85,7 +87,7 @@ class Exposure:
             with self._lock:
                 self._exposed.add(port.id)
         except Exception:
-            self._client.delete_security_group(sg_id)
+            self._owned.delete_exposure_group({"id": sg_id, "name": name}, port, "ProgramExternalConnectivity rollback")
             raise
 
     def revoke(self, port: Port) -> None:
@@ -98,5 +100,5 @@ class Exposure:
         ids = {g["id"] for g in groups}
         if current is not None:
             self._client.update_port(port.id, security_groups=[g for g in current.security_groups if g not in ids])
-        for sg_id in ids:
-            self._client.delete_security_group(sg_id)
+        for group in groups:
+            self._owned.delete_exposure_group(group, current or port, "RevokeExternalConnectivity")

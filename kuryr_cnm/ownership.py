@@ -12,15 +12,16 @@ another plugin name on this host) and operators make resources beside us. So:
   only if kuryr made it (its kuryr name, and no `kuryr.subnetpool.existing` tag). What an
   operator made is never deleted, only untagged.
 
-Every path that deletes (ReleaseAddress, ReleasePool, DeleteNetwork, the port pool, the
-reconciler, gc) calls `Ownership`; nothing else in kuryr-cnm deletes a Neutron resource.
+Every path that deletes (ReleaseAddress, ReleasePool, DeleteNetwork, RevokeExternalConnectivity,
+the port pool, the reconciler, gc) calls `Ownership`; nothing else in kuryr-cnm deletes a Neutron resource.
 """
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kuryr_cnm import errors, naming
 from kuryr_cnm.neutron import Network, NeutronClient, Port, Subnet, SubnetPool
@@ -156,6 +157,22 @@ class Ownership:
             else:
                 remaining.append(port)
         return remaining
+
+    # -- security groups (docker run --expose) --
+    def delete_exposure_group(self, group: Mapping[str, Any], port: Port, call: str) -> bool:
+        """Delete the `--expose` group of `port` once its endpoint goes (or its making failed):
+        only a group named for that port (`<port id>-exposed_ports`, as kuryr-libnetwork names
+        it too) of a port not bound to another host. A group an operator attached elsewhere
+        meanwhile (Neutron: 409 in use) is kept and said. True if deleted (or already gone)."""
+        if group.get("name") != naming.exposed_sg_name(port.id) or (port.host_id and port.host_id != self.owner.host):
+            return False
+        try:
+            self._client.delete_security_group(group["id"])
+        except errors.NeutronConflict as exc:
+            LOG.warning("%s: security group %s of port %s is in use by other ports: %s; kept, delete it "
+                        "when they no longer need it", call, group["id"], port.id, exc.message)
+            return False
+        return True
 
     # -- subnet pools --
     def release_subnetpool_if_unused(self, pool: SubnetPool) -> bool:
