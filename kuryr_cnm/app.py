@@ -130,7 +130,7 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     deferred = DeferredWrites()
     port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
     plugging: Plugging = NestedPlugging(client, port_driver) if port_driver is not None else \
-        HostPlugging(client, Plugger(bindir=conf.bindir), conf.host)
+        HostPlugging(client, Plugger(bindir=conf.bindir, ovsdb_connection=conf.binding.ovsdb_connection), conf.host)
     pool: PortPool
 
     def held() -> set[str]:

@@ -140,6 +140,10 @@ binding_opts = [
     cfg.StrOpt("vm_port_id", default="",
                help="(kuryr-cnm) Nested mode: the Neutron port of the VM's NIC. If empty it is found "
                "by the MAC of link_iface."),
+    cfg.StrOpt("ovsdb_connection", default="unix:/var/run/openvswitch/db.sock",
+               help="(kuryr-cnm) This host's Open vSwitch database, where ports of vif type ovs are "
+               "plugged into the integration bridge; e.g. unix:/var/run/<host>/openvswitch/db.sock for "
+               "a second Open vSwitch on the machine, or tcp:127.0.0.1:6640."),
 ]
 
 
