@@ -90,13 +90,23 @@ class IpamDriver:
 
     def _release_if_alone(self, subnet: Subnet, delete_pending: bool = False) -> None:
         net = self._client.get_network(subnet.network_id)
-        if len(ownership.docker_users(net)) > 1:
+        # claimed first, so that another host's Docker network cannot join it meanwhile; the
+        # claim stays on a network kuryr made, for the DeleteNetwork that follows to delete it
+        claimed = self._ownership.claim_if_last(net, "ReleasePool")
+        if claimed is None:
             return  # other Docker networks use it: the last one's DeleteNetwork releases it
-        self._deferred.settle(self._ledger.on_network(net.id), "ReleasePool")
-        self._pool.drain(net.id)
-        self._ownership.release_subnet(subnet, "ReleasePool")
-        if delete_pending and naming.PENDING_TAG in net.tags and not ownership.docker_users(net):
-            self._ownership.delete_network_if_unused(net, "ReleasePool")  # CreateNetwork never came
+        try:
+            self._deferred.settle(self._ledger.on_network(net.id), "ReleasePool")
+            self._pool.drain(net.id)
+            self._ownership.release_subnet(subnet, "ReleasePool")
+            if delete_pending and naming.PENDING_TAG in net.tags and not ownership.docker_users(net):
+                self._ownership.delete_network_if_unused(net, "ReleasePool")  # CreateNetwork never came
+                return
+        except Exception:
+            self._ownership.unclaim(claimed)
+            raise
+        if not ownership.made_network(net):
+            self._ownership.unclaim(claimed)  # an operator's network keeps its description
 
     # -- addresses --
     def request_address(self, body: Any) -> dict[str, Any]:

@@ -109,14 +109,17 @@ class NetworkDriver:
         return network
 
     def _tag_network(self, network: Network, req: CreateNetworkRequest, made: bool) -> Network:
-        tags = [t for t in network.tags if t != naming.PENDING_TAG] + naming.id_tags(req.network_id)
+        tags = naming.id_tags(req.network_id)
         if not made:
             tags.append(naming.network_existing_tag(req.network_id))
         if req.neutron.mtu and req.neutron.mtu < network.mtu:
             tags.append(naming.MTU_TAG + str(req.neutron.mtu))
+        if not made:  # other hosts' Docker networks may join or leave it at the same time
+            return self._ownership.join_network(network, tags, "CreateNetwork")
+        # made by this request for this Docker network alone: one request
+        tags = [t for t in network.tags if t != naming.PENDING_TAG] + tags
         self._client.set_tags("networks", network.id, tags)
-        return Network(network.id, network.name, network.mtu, network.shared, tuple(sorted(set(tags))),
-                       network.subnet_ids, network.project_id)
+        return dataclasses.replace(network, tags=tuple(sorted(set(tags))))
 
     def delete_network(self, body: Any) -> dict[str, Any]:
         """This Docker network stops using its Neutron network. Other Docker networks (other
@@ -128,17 +131,27 @@ class NetworkDriver:
             LOG.info("DeleteNetwork %s: no Neutron network; nothing to do", docker_id[:12])
             return {}
         network = self._client.get_network(found.network.id)  # the users as they are now
-        leaving = dataclasses.replace(network, tags=tuple(ownership.tags_without_user(network.tags, docker_id)))
         self._pool.drain(network.id)  # this host no longer serves it
-        if ownership.docker_users(leaving):
-            self._client.set_tags("networks", network.id, leaving.tags)
+        claimed = self._ownership.claim_if_last(network, "DeleteNetwork", leaving=docker_id)
+        if claimed is None:  # another Docker network (any host) still uses it
+            self._ownership.leave_network(network, docker_id)
             self._dir.forget_network(docker_id)
             return {}
-        # ports still being released would keep the subnets busy
-        self._deferred.settle(self._ledger.on_network(network.id), "DeleteNetwork")
-        self._ownership.release_subnets(leaving, "DeleteNetwork")
-        if not self._ownership.delete_network_if_unused(leaving, "DeleteNetwork"):
-            # an operator's network: only kuryr's tags go
-            self._client.set_tags("networks", network.id, [t for t in leaving.tags if not t.startswith(naming.MTU_TAG)])
+        # ours stay on it until it is gone, so that Docker's retry of a failed rm finds it again
+        leaving = dataclasses.replace(claimed, tags=tuple(ownership.tags_without_user(claimed.tags, docker_id)))
+        try:
+            # ports still being released would keep the subnets busy
+            self._deferred.settle(self._ledger.on_network(network.id), "DeleteNetwork")
+            self._ownership.release_subnets(leaving, "DeleteNetwork")
+            deleted = self._ownership.delete_network_if_unused(leaving, "DeleteNetwork")
+        except Exception:
+            self._ownership.unclaim(claimed)
+            raise
+        if not deleted:  # an operator's network: only kuryr's tags go
+            self._ownership.leave_network(claimed, docker_id)
+            for tag in claimed.tags:
+                if tag.startswith(naming.MTU_TAG):
+                    self._client.remove_tag("networks", network.id, tag)
+            self._ownership.unclaim(claimed)
         self._dir.forget_network(docker_id)
         return {}

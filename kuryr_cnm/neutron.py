@@ -52,11 +52,14 @@ class Network:
     tags: tuple[str, ...]
     subnet_ids: tuple[str, ...]
     project_id: str
+    description: str = ""
+    revision: int = 0  # revision_number: moves on every change, tags included
 
     @classmethod
     def from_api(cls, d: Mapping[str, Any]) -> "Network":
         return cls(d["id"], d.get("name") or "", int(d.get("mtu") or 1500), bool(d.get("shared")),
-                   tuple(d.get("tags") or ()), tuple(d.get("subnets") or ()), d.get("project_id") or "")
+                   tuple(d.get("tags") or ()), tuple(d.get("subnets") or ()), d.get("project_id") or "",
+                   d.get("description") or "", int(d.get("revision_number") or 0))
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,11 @@ class NeutronClient:
 
     def update_network(self, network_id: str, **attrs: Any) -> Network:
         return Network.from_api(self._request("PUT", f"/networks/{network_id}", body={"network": attrs})["network"])
+
+    def update_network_if_revision(self, network_id: str, revision: int, **attrs: Any) -> Network:
+        """PUT only if the network is still at `revision`: PreconditionFailed (412) if it moved on."""
+        return Network.from_api(self._request("PUT", f"/networks/{network_id}", body={"network": attrs},
+                                              headers={"If-Match": f"revision_number={revision}"})["network"])
 
     def delete_network(self, network_id: str) -> None:
         self._request("DELETE", f"/networks/{network_id}", ok=(204, 404))

@@ -17,8 +17,10 @@ the port pool, the reconciler, gc) calls `Ownership`; nothing else in kuryr-cnm 
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +119,26 @@ def made_subnetpool(pool: SubnetPool, name_prefix: str) -> bool:
     return pool.name.startswith(name_prefix + "-") and naming.SUBNETPOOL_EXISTING_TAG not in pool.tags
 
 
+# A network whose last Docker network is leaving is claimed first, with a conditional write
+# (If-Match on its revision, which every tag change moves on): of that claim and another host's
+# Docker network joining it, exactly one wins. Only then do its subnets, pools and itself go.
+DELETING_PREFIX = "kuryr-cnm: deleting for the last Docker network, by "
+CLAIM_EXPIRES = 300.0  # seconds: the claim of a plugin that died while deleting stops counting
+CLAIM_ATTEMPTS = 3
+
+
+def deletion_claim(network: Network, now: float | None = None) -> str | None:
+    """Who is deleting `network` (their mark), if a live claim is on it."""
+    if not network.description.startswith(DELETING_PREFIX):
+        return None
+    who, _, since = network.description[len(DELETING_PREFIX):].rpartition(" at ")
+    try:
+        started = float(since)
+    except ValueError:
+        return who or "another kuryr-cnm"
+    return who if (time.time() if now is None else now) - started < CLAIM_EXPIRES else None
+
+
 def tags_without_user(tags: Iterable[str], docker_id: str) -> list[str]:
     """A network's tags once Docker network `docker_id` no longer uses it."""
     mine = set(naming.id_tags(docker_id)) | {naming.network_existing_tag(docker_id)}
@@ -173,6 +195,71 @@ class Ownership:
                         "when they no longer need it", call, group["id"], port.id, exc.message)
             return False
         return True
+
+    # -- the users of a network (Docker networks on any host, one pair of tags each) --
+    def join_network(self, network: Network, tags: Iterable[str], call: str) -> Network:
+        """Add a Docker network's tags to `network`, one atomic request per tag (a PUT of the
+        whole list would drop a tag another host added meanwhile), its `lh:` tag last: that one
+        makes it a user (`docker_users`), so a join cut short leaves no user behind. Conflict
+        if another plugin claimed the network for deletion: then nothing of ours stays on it."""
+        if who := deletion_claim(network):
+            raise self._being_deleted(network, who)
+        added = sorted((t for t in dict.fromkeys(tags) if t not in network.tags),
+                       key=lambda t: t.startswith(naming.ID_LH_TAG))
+        for tag in added:
+            self._client.add_tag("networks", network.id, tag)
+        now = self._client.get_network(network.id)
+        if who := deletion_claim(now):  # it claimed between our read and our tags: it wins
+            for tag in reversed(added):
+                self._client.remove_tag("networks", network.id, tag)
+            raise self._being_deleted(network, who)
+        return now
+
+    @staticmethod
+    def _being_deleted(network: Network, who: str) -> errors.Conflict:
+        return errors.Conflict(f"Neutron network {network.id} is being deleted by {who} (its last Docker network "
+                               "was removed); create the Docker network again once it is gone, or on another "
+                               "Neutron network")
+
+    def leave_network(self, network: Network, docker_id: str) -> None:
+        """Remove a Docker network's tags from `network`, one atomic request per tag, `lh:` first."""
+        mine = set(network.tags) - set(tags_without_user(network.tags, docker_id))
+        for tag in sorted(mine, key=lambda t: not t.startswith(naming.ID_LH_TAG)):
+            self._client.remove_tag("networks", network.id, tag)
+
+    def claim_if_last(self, network: Network, call: str, leaving: str | None = None) -> Network | None:
+        """Claim `network` for deletion if no other Docker network uses it: Docker network
+        `leaving` (DeleteNetwork), or the one Docker network on it, if only one is (ReleasePool,
+        which does not know which). The claim is a write conditional on the network's revision,
+        so that a Docker network joining meanwhile (another host) either lands first (we read
+        it again and see it) or sees the claim and backs out. The network as claimed (its
+        description the one to give back), or None if another Docker network uses it."""
+        for _ in range(CLAIM_ATTEMPTS):
+            users = docker_users(network)
+            if len([u for u in users if leaving is None or u != leaving[:32]]) > (0 if leaving else 1):
+                return None
+            if deletion_claim(network) == self.owner.mark:
+                return dataclasses.replace(network, description="")  # ours still (ReleasePool, then DeleteNetwork)
+            claim = f"{DELETING_PREFIX}{self.owner.mark} at {time.time():.0f}"
+            try:
+                claimed = self._client.update_network_if_revision(network.id, network.revision, description=claim)
+                # a claim left by a plugin that died while deleting is nothing to give back
+                before = "" if network.description.startswith(DELETING_PREFIX) else network.description
+                return dataclasses.replace(claimed, description=before)
+            except errors.NeutronPreconditionFailed:
+                LOG.info("%s: network %s changed while claiming it for deletion; reading it again", call, network.id)
+                network = self._client.get_network(network.id)
+        raise errors.Conflict(f"Neutron network {network.id} kept changing while {call} tried to delete it; "
+                              "'docker network rm' again")
+
+    def unclaim(self, network: Network) -> None:
+        """The deletion did not happen (ports remain, or an operator's network): its description
+        back. If Neutron cannot take it now, the claim expires by itself (CLAIM_EXPIRES)."""
+        try:
+            self._client.update_network(network.id, description=network.description)
+        except errors.NeutronError as exc:
+            LOG.warning("could not take the deletion claim off network %s (%s); it expires in %.0f s",
+                        network.id, exc.message, CLAIM_EXPIRES)
 
     # -- subnet pools --
     def release_subnetpool_if_unused(self, pool: SubnetPool) -> bool:

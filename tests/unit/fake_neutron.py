@@ -565,6 +565,14 @@ class FakeNeutron(NeutronClient):
         self._change(net, attrs)
         return Network.from_api(self._view("networks", net))
 
+    @_api("PUT", "/networks/{network_id}")
+    def update_network_if_revision(self, network_id: str, revision: int, **attrs: Any) -> Network:
+        """PUT only if the network is still at `revision`: PreconditionFailed (412) if it moved on."""
+        net = self._find("networks", network_id)
+        if net["revision_number"] != int(revision):
+            raise Refused(412, f"Constrained to {revision}, but current revision is {net['revision_number']}")
+        return self.update_network.__wrapped__(self, network_id, **attrs)  # type: ignore[attr-defined]
+
     @_api("DELETE", "/networks/{network_id}", none_on_404=True)
     def delete_network(self, network_id: str) -> None:
         net = self._find("networks", network_id)

@@ -1,11 +1,12 @@
 """The one ownership rule, and networks, subnets and pools that several Docker networks share."""
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from kuryr_cnm import naming
+from kuryr_cnm import naming, ownership
 from kuryr_cnm.neutron import FixedIP, Port
 from kuryr_cnm.ownership import Owner, Why, may_delete_port
 from tests.unit.fake_neutron import FakeNeutron
@@ -159,3 +160,101 @@ def test_a_default_pool_is_never_listed_nor_touched_when_a_carved_network_goes(n
     host.remove_network(net)
     asked = [c for c in neutron.calls_to("list_subnets") if default.id in (c.get("subnetpool_id"), c.get("tags"))]
     assert asked == [] and neutron.subnetpools() == [default] and _kuryr_state(neutron) == (0, 0, 0)
+
+
+# --- a network that one host leaves while another joins it ----------------------------------
+
+def _create_call(host: Host, cidr: str, network_id: str) -> tuple[int, dict]:
+    """host's `docker network create --subnet cidr -o neutron.net.uuid=network_id`: (status of
+    CreateNetwork, its answer), after RequestPool and the gateway's RequestAddress."""
+    import json
+
+    from tests.unit.wiring import docker_id
+    pool = host.request_pool(cidr)
+    gateway = host.call("IpamDriver.RequestAddress", {
+        "PoolID": pool["PoolID"], "Address": "", "Options": {"RequestAddressType": "com.docker.network.gateway"}})
+    body = {"NetworkID": docker_id(), "Options": {"com.docker.network.enable_ipv6": False,
+                                                  "com.docker.network.generic": {"neutron.net.uuid": network_id}},
+            "IPv4Data": [{"AddressSpace": "", "Gateway": gateway["Address"], "Pool": pool["Pool"]}], "IPv6Data": []}
+    status, answer = host.plugin.router.dispatch("NetworkDriver.CreateNetwork", json.dumps(body).encode())
+    return status, answer
+
+
+def test_a_host_joining_before_the_last_one_leaves_keeps_the_network(neutron, hosts):
+    """Host 1 removes the last Docker network of its network; host 2 adopts that network after
+    host 1 read its users and before host 1 deleted anything. Before the claim, host 1 deleted
+    the subnet and the network under host 2's new Docker network."""
+    creator, joiner = hosts
+    mine = creator.create_network("10.23.0.0/24")
+    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+    joined = []
+
+    def join_first(_args):
+        if not joined:
+            joined.append(_create_call(joiner, "10.23.0.0/24", network.id))
+    neutron.before("update_network_if_revision", join_first)  # the claim
+    neutron.before("delete_subnet", join_first)  # the old code's first delete
+    creator.remove_network(mine)
+    assert joined and joined[0][0] == 200, joined
+    assert _kuryr_state(neutron)[:2] == (1, 1), "the network or its subnet went under the host that joined it"
+    now = neutron.get_network(network.id)
+    assert ownership.docker_users(now) and not ownership.deletion_claim(now)
+
+
+def test_a_host_joining_after_the_claim_backs_out_and_the_network_goes(neutron, hosts):
+    """The claim landed first: host 2's CreateNetwork is refused with a clear message, leaves no
+    tag behind, and host 1's rm removes everything."""
+    creator, joiner = hosts
+    mine = creator.create_network("10.24.0.0/24")
+    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+    joined = []
+
+    def join_during_deletion(_args):
+        if not joined:
+            joined.append(_create_call(joiner, "10.24.0.0/24", network.id))
+            users = ownership.docker_users(neutron.get_network(network.id))
+            assert users == [mine.docker_id[:32]], "the joiner's tags stayed"
+    neutron.before("delete_subnet", join_during_deletion)
+    creator.remove_network(mine)
+    status, answer = joined[0]
+    assert status == 409 and "is being deleted by kuryr@vm" in answer["Err"], answer
+    assert _kuryr_state(neutron)[:2] == (0, 0)
+
+
+def test_a_claim_of_a_plugin_that_died_while_deleting_expires(neutron, hosts, monkeypatch):
+    creator, joiner = hosts
+    mine = creator.create_network("10.25.0.0/24")
+    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+    stale = f"{ownership.DELETING_PREFIX}kuryr@host9 at {time.time() - ownership.CLAIM_EXPIRES - 1:.0f}"
+    neutron.update_network(network.id, description=stale)
+    assert ownership.deletion_claim(neutron.get_network(network.id)) is None
+    assert _create_call(joiner, "10.25.0.0/24", network.id)[0] == 200
+    neutron.update_network(network.id, description=stale.replace("host9", "host8").rsplit(" at ", 1)[0]
+                           + f" at {time.time():.0f}")
+    status, answer = _create_call(joiner, "10.25.0.0/24", network.id)
+    assert status == 409 and "kuryr@host8" in answer["Err"]
+
+
+def test_two_hosts_joining_at_once_both_stay_users(neutron, hosts):
+    """Each joining host wrote the network's whole tag list as it had read it: the second write
+    dropped the first host's tags, and that host's Docker network no longer counted as a user
+    (the next rm elsewhere deleted the network under it)."""
+    creator, second = hosts
+    third = Host(neutron, "host3")
+    try:
+        mine = creator.create_network("10.26.0.0/24")
+        network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+        joined: list = []
+        started = []
+
+        def third_joins_meanwhile(_args):
+            if not started:
+                started.append(True)  # its own tag writes come here too
+                joined.append(_create_call(third, "10.26.0.0/24", network.id))
+        for method in ("set_tags", "add_tag"):  # the old code's write, the new one's
+            neutron.before(method, third_joins_meanwhile)
+        assert _create_call(second, "10.26.0.0/24", network.id)[0] == 200
+        assert joined[0][0] == 200
+        assert len(ownership.docker_users(neutron.get_network(network.id))) == 3
+    finally:
+        third.close()
