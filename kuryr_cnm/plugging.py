@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kuryr_cnm import errors, naming
-from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort
+from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort, veth
 from kuryr_cnm.nested import NestedDriver
 from kuryr_cnm.neutron import NeutronClient, Port
 
@@ -40,6 +40,8 @@ class Plugged:
     endpoint_id: str
     device: str  # the host-side device
     mac: str
+    # the device exists: Open vSwitch keeps its ports across a reboot, their devices do not
+    present: bool = True
 
 
 class Plugging(abc.ABC):
@@ -104,7 +106,9 @@ class HostPlugging(Plugging):
             raise errors.BackendError(f"could not unplug {plugged.device}: {exc}") from None
 
     def plugged(self) -> list[Plugged]:
-        return [Plugged(p.iface_id, p.vm_uuid, p.name, p.attached_mac) for p in self._plugger.list_kuryr_ports()]
+        found = self._plugger.list_kuryr_ports()
+        devices = veth.link_names() if found else set()
+        return [Plugged(p.iface_id, p.vm_uuid, p.name, p.attached_mac, present=p.name in devices) for p in found]
 
     def close(self) -> None:
         self._plugger.close()

@@ -10,6 +10,9 @@ host) or by an operator are never touched.
 
 What it does, each pass:
 * an OVS port or veth of kuryr's whose Neutron port is gone: unplugged;
+* an OVS port of kuryr's whose device is gone (Open vSwitch keeps its ports across a
+  reboot or a power loss, the veths are not): unplugged, and its Neutron port judged as
+  one that nothing holds;
 * a plugged port (OVS knows its endpoint) whose device_id or endpoint tags never
   landed: repaired from OVS's external_ids;
 * a port of ours bound here that nothing holds (not plugged, not in the pool, not
@@ -101,6 +104,7 @@ class Reconciler:
         plugged = self._plugging.plugged()
         ports = self._client.list_ports(**{"binding:host_id": self._host})
         by_id = {p.id: p for p in ports}
+        plugged = self._unplug_dead(plugged, report)
         self._unplug_orphans(plugged, by_id, report)
         self._delete_stray_veths(veths, plugged, by_id, report)
         plugged_ids = {p.port_id for p in plugged}
@@ -124,6 +128,15 @@ class Reconciler:
                     self._ownership.delete_port(port, Why.UNHELD, held)
             else:
                 report.kept += 1  # too young to judge: Docker may be between calls
+
+    def _unplug_dead(self, plugged: list[Plugged], report: Report) -> list[Plugged]:
+        """OVS ports whose device is gone (the host rebooted): unplugged; the live ones returned."""
+        for item in plugged:
+            if not item.present:
+                report.unplugged.append(item.device)
+                if not report.dry_run:
+                    self._plugging.unplug_orphan(item)
+        return [p for p in plugged if p.present]
 
     def _unplug_orphans(self, plugged: list[Plugged], by_id: dict[str, Port], report: Report) -> None:
         for item in plugged:

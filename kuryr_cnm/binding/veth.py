@@ -154,6 +154,12 @@ def list_veths(prefix: str) -> list[str]:
                       if str(link.get("ifname") or "").startswith(prefix) and link_kind(link) == VETH)
 
 
+def link_names() -> set[str]:
+    """Every network device in this namespace, by name (one dump)."""
+    with netlink() as ipr:
+        return {str(link.get("ifname")) for link in ipr.get_links()}
+
+
 def delete_pair(host_name: str) -> None:
     """Delete the pair by its host end (the peer goes with it); idempotent."""
     try:

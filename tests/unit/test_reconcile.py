@@ -73,3 +73,40 @@ def test_a_port_with_background_writes_queued_is_left_to_them(neutron, monkeypat
     rec._busy = lambda: {port}
     report = rec.run()
     assert report.deleted == [] and report.kept == 1 and neutron.get_port(port) is not None
+
+
+class RecordingPlugging:
+    """What the host has plugged, as HostPlugging reports it, and what the reconciler unplugs."""
+
+    def __init__(self, plugged: list) -> None:
+        self._plugged = plugged
+        self.unplugged: list[str] = []
+
+    def plugged(self) -> list:
+        return [p for p in self._plugged if p.device not in self.unplugged]
+
+    def unplug_orphan(self, item) -> None:
+        self.unplugged.append(item.device)
+
+
+def test_an_ovs_port_whose_device_is_gone_is_unplugged_and_its_port_deleted(neutron, monkeypatch):
+    """A host that lost power: Open vSwitch kept the OVS port of a container (its database is on
+    disk), the veth went with the kernel. The reconciler counted the port as plugged ("in use")
+    for ever, so its Neutron port was never deleted (seen on a simulated host after host-kill)."""
+    from kuryr_cnm.plugging import Plugged
+    monkeypatch.setattr(reconcile.veth, "list_veths", lambda prefix: [])
+    net = neutron.make_network("n")
+    neutron.make_subnet(net.id, "10.52.0.0/24")
+
+    def port() -> str:
+        return neutron.create_port(network_id=net.id, name=naming.UNBOUND_PORT_NAME, device_owner=naming.DEVICE_OWNER,
+                                   device_id="e" * 64, description=naming.cnm_description("kuryr@vm"),
+                                   **{"binding:host_id": "vm"}).id
+    dead, live = port(), port()
+    plugging = RecordingPlugging([
+        Plugged(dead, "e" * 64, naming.host_veth_name(dead), "fa:16:3e:00:00:01", present=False),
+        Plugged(live, "e" * 64, naming.host_veth_name(live), "fa:16:3e:00:00:02", present=True)])
+    owned = Ownership(neutron, Owner("vm", "kuryr"), "kuryrPool")
+    report = Reconciler(neutron, plugging, owned, grace=0, in_use=set).run()
+    assert plugging.unplugged == [naming.host_veth_name(dead)]
+    assert report.deleted == [dead] and neutron.get_port(live) is not None
