@@ -1,33 +1,44 @@
-"""IpamDriver's RequestAddress and ReleaseAddress."""
+"""IpamDriver's RequestAddress and ReleaseAddress on the in-memory Neutron."""
 from __future__ import annotations
 
-from unittest.mock import MagicMock
+import json
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
-from kuryr_cnm import config, errors
-from kuryr_cnm.ipam_driver import IpamDriver
-from kuryr_cnm.neutron import SubnetPool
-from kuryr_cnm.ownership import Owner, Ownership
-from kuryr_cnm.pools import PoolMap
-from kuryr_cnm.ports import PortLedger
+from tests.unit.fake_neutron import FakeNeutron
+from tests.unit.wiring import Host
 
 
-def _ownership(conf, client) -> Ownership:
-    return Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix)
+@pytest.fixture
+def neutron() -> FakeNeutron:
+    return FakeNeutron()
 
 
-def test_address_from_a_pool_that_does_not_exist_is_not_found():
+@pytest.fixture
+def host(neutron) -> Iterator[Host]:
+    h = Host(neutron, "vm")
+    yield h
+    h.close()
+
+
+def _aux_address(host: Host, pool_id: str, address: str) -> tuple[int, dict]:
+    """RequestAddress of an --aux-address, as Docker sends it while it creates the network."""
+    body = {"PoolID": pool_id, "Address": address, "Options": {}}
+    return host.plugin.router.dispatch("IpamDriver.RequestAddress", json.dumps(body).encode())
+
+
+def test_address_from_a_pool_that_does_not_exist_is_not_found(neutron, host):
     """RequestAddress with an address (an --aux-address) on a released or unknown pool answered
     200 with a made-up /32; it is a 404 like the gateway request on such a pool."""
-    client, directory = MagicMock(), MagicMock()
-    directory.cached_pool.return_value = ()
-    client.get_subnetpool.return_value = None
-    ipam = IpamDriver(config.load(), client, directory, PortLedger(), MagicMock(), MagicMock(),
-                      _ownership(config.load(), client), {"binding:host_id": config.load().host},
-                      PoolMap(config.load(), client, directory,
-                              _ownership(config.load(), client)))
-    with pytest.raises(errors.NotFound, match="does not exist"):
-        ipam.request_address({"PoolID": "0f372d2b-7a2a-43e2-869c-7419a195dfb1", "Address": "10.0.0.9"})
-    client.get_subnetpool.return_value = SubnetPool("p", "kuryrPool-10.0.0.0/28", ("10.0.0.0/28",), 4, 28, False, ())
-    assert ipam.request_address({"PoolID": "p", "Address": "10.0.0.9"}) == {"Address": "10.0.0.9/28", "Data": {}}
+    status, answer = _aux_address(host, str(uuid.uuid4()), "10.0.0.9")
+    assert status == 404 and "does not exist" in answer["Err"]
+    pool = host.request_pool("10.0.0.0/28")
+    # a pool whose network is not created yet: the address is only echoed, with the pool's prefix
+    assert _aux_address(host, pool["PoolID"], "10.0.0.9") == (200, {"Address": "10.0.0.9/28", "Data": {}})
+    host.call("IpamDriver.ReleasePool", {"PoolID": pool["PoolID"]})
+    assert neutron.subnetpools() == []
+    status, answer = _aux_address(host, pool["PoolID"], "10.0.0.9")
+    assert status == 404 and "does not exist" in answer["Err"]
+    assert neutron.ports() == []  # an aux address holds no port

@@ -3,11 +3,15 @@ and the call sequences Docker 20.10 makes for a network (shared/reference/docker
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from unittest import mock
 
 from kuryr_cnm import app, config
+from kuryr_cnm.binding import HostInterface, VifPort, interface_names
+from kuryr_cnm.binding.ovs import OvsPort
 from tests.unit.fake_neutron import FakeNeutron
 
 
@@ -22,10 +26,50 @@ class DockerNet:
     gateways: list[str] = field(default_factory=list)
 
 
-class Host:
-    """One host's kuryr-cnm (its own config, directory and pool) on the shared fake Neutron."""
+class RecordingPlugger:
+    """binding.Plugger without veths or Open vSwitch: it records what was plugged and unplugged,
+    and lists what is plugged now as OVSDB would (for an endpoint rebuilt after a restart)."""
 
-    def __init__(self, neutron: FakeNeutron, name: str, plugin_name: str = "kuryr", **overrides: Any) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.plugs: list[VifPort] = []  # every plug(), in order
+        self.unplugs: list[VifPort] = []  # every unplug(), in order
+
+    def plug(self, port: VifPort) -> HostInterface:
+        with self._lock:
+            self.plugs.append(port)
+        return interface_names(port.port_id)
+
+    def unplug(self, port: VifPort) -> None:
+        with self._lock:
+            self.unplugs.append(port)
+
+    def plugged_port_ids(self) -> list[str]:
+        with self._lock:
+            return [p.port_id for p in self.plugs]
+
+    def unplugged_port_ids(self) -> list[str]:
+        with self._lock:
+            return [p.port_id for p in self.unplugs]
+
+    def list_kuryr_ports(self, bridge: str = "br-int") -> list[OvsPort]:
+        with self._lock:
+            plugged = {p.port_id: p for p in self.plugs}
+            for port in self.unplugs:
+                plugged.pop(port.port_id, None)
+        return [OvsPort(interface_names(p.port_id).host_name, p.port_id, p.endpoint_id, p.mac)
+                for p in plugged.values()]
+
+    def close(self) -> None:
+        """Nothing held."""
+
+
+class Host:
+    """One host's kuryr-cnm (its own config, directory and pool) on the shared fake Neutron.
+    With `plugger` (a RecordingPlugger), HostPlugging plugs through it instead of binding.Plugger."""
+
+    def __init__(self, neutron: FakeNeutron, name: str, plugin_name: str = "kuryr",
+                 plugger: RecordingPlugger | None = None, **overrides: Any) -> None:
         conf = config.load()
         conf.set_override("host", name)
         conf.set_override("plugin_name", plugin_name)
@@ -34,7 +78,12 @@ class Host:
             conf.set_override(opt, value, group=group or None)
         self.conf = conf
         self.neutron = neutron
-        self.plugin = app.build(conf, client=neutron)
+        self.plugger = plugger
+        if plugger is None:
+            self.plugin = app.build(conf, client=neutron)
+        else:
+            with mock.patch.object(app, "Plugger", lambda **_: plugger):  # what app.build plugs with
+                self.plugin = app.build(conf, client=neutron)
 
     def close(self) -> None:
         self.plugin.close()
