@@ -4,18 +4,21 @@ SHELL := /bin/bash
 VENV ?= .venv
 PYTEST ?= $(VENV)/bin/pytest
 PYTEST_ARGS ?=
+# simulated hypervisors beside the main host (stack/lib/hosts.sh): 1 = the main host alone
+HOSTS ?= 1
 
-.PHONY: up down status wipe test test-unit test-integration test-e2e help
+.PHONY: up down status wipe test test-unit test-integration test-e2e test-multihost help
 
 help:
 	@echo "make up      install and start Neutron/OVN/OVS/MariaDB, dockerd 20.10 + 26 + 28, kuryr-cnm"
+	@echo "make up HOSTS=3   also the simulated hypervisors host2 and host3 (aio.sh host-up/host-down/host-kill NAME)"
 	@echo "make test    make up, then unit, integration and e2e tests"
 	@echo "make test-keystone  the same tests, the plugin authenticating through a real Keystone"
 	@echo "make status  each piece of the stack up or down"
 	@echo "make down    stop everything (data kept); make wipe also deletes the data"
 
 up:
-	bash stack/aio.sh up
+	HOSTS=$(HOSTS) bash stack/aio.sh up
 
 down:
 	bash stack/aio.sh down
@@ -27,8 +30,10 @@ wipe:
 	bash stack/aio.sh wipe
 
 # tests/chaos and tests/fuzz run a short version of each fault here; `make chaos` the full size
+# make test runs the multi-host tests too: the stack brings up host2 and host3 for them
+test chaos test-keystone test-multihost: HOSTS = 3
 test: up
-	$(PYTEST) tests/unit tests/integration tests/e2e tests/chaos tests/fuzz $(PYTEST_ARGS)
+	$(PYTEST) tests/unit tests/integration tests/e2e tests/multihost tests/chaos tests/fuzz $(PYTEST_ARGS)
 
 test-unit:
 	bash stack/aio.sh install
@@ -39,6 +44,9 @@ test-integration: up
 
 test-e2e: up
 	$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+test-multihost: up
+	$(PYTEST) tests/multihost $(PYTEST_ARGS)
 
 # Faults, exhaustion and fuzzing at full size (KURYR_CHAOS=full), then the whole suite through
 # Keystone; the README's Reliability section gives the last result.
@@ -58,7 +66,7 @@ test-keystone: up
 	@trap 'bash stack/aio.sh restart-plugin' EXIT; \
 	seen=$$(wc -l < $(KEYSTONE_ACCESS_LOG)); \
 	PLUGIN_CONF=$(KEYSTONE_CONF) bash stack/aio.sh restart-plugin && \
-	PLUGIN_CONF=$(KEYSTONE_CONF) KURYR_TEST_CONF=$(KEYSTONE_CONF) $(PYTEST) tests/unit tests/integration tests/e2e tests/chaos tests/fuzz \
+	PLUGIN_CONF=$(KEYSTONE_CONF) KURYR_TEST_CONF=$(KEYSTONE_CONF) $(PYTEST) tests/unit tests/integration tests/e2e tests/multihost tests/chaos tests/fuzz \
 		$(PYTEST_ARGS); rc=$$?; \
 	echo "Keystone issued $$(tail -n +$$((seen + 1)) $(KEYSTONE_ACCESS_LOG) \
 		| grep -c '"POST /v3/auth/tokens HTTP/1.1" 201 .*"kuryr-cnm ') tokens to kuryr-cnm during the run"; \

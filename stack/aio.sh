@@ -15,6 +15,10 @@
 #   aio.sh stop-neutron | start-neutron    the Neutron API alone (fault tests)
 #   aio.sh restart-docker [--live-restore]  dockerd 20.10 alone, the flag until its next restart
 #   aio.sh restart-ovs                      ovsdb-server and ovs-vswitchd
+#   HOSTS=3 aio.sh up    also the simulated hypervisors host2 and host3 (stack/lib/hosts.sh);
+#                   hosts brought up before come up again with the stack
+#   aio.sh host-up NAME | host-down NAME    one simulated host (host2 .. host99)
+#   aio.sh host-kill NAME                   kill -9 of every process of it, as a power loss
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib/common.sh
@@ -23,6 +27,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib/docker.sh"
 . "$HERE/lib/plugin.sh"
 . "$HERE/lib/keystone.sh"
+. "$HERE/lib/hosts.sh"
 
 APT_PACKAGES=(docker.io openvswitch-switch ovn-central ovn-host mariadb-server python3-venv
               iproute2 ethtool busybox-static curl ca-certificates procps)
@@ -74,6 +79,8 @@ do_up() {
     write_openstack_configs
     write_plugin_configs
     start_ovs
+    # the underlay first, so that the main chassis and Neutron start on it
+    [ -n "$(hosts_wanted "${HOSTS:-1}")" ] && underlay_up
     start_ovn_central
     start_ovn_controller
     start_mariadb
@@ -82,6 +89,7 @@ do_up() {
     start_docker
     ensure_default_pools
     start_plugin
+    hosts_up "${HOSTS:-1}"
     log "stack up in $((SECONDS - t0)) s"
     do_status
     cat <<EOF
@@ -96,6 +104,7 @@ EOF
 }
 
 do_down() {
+    hosts_stop
     stop_plugin
     stop_docker
     stop_keystone
@@ -111,6 +120,7 @@ do_status() {
     status_plugin || rc=1
     status_keystone || rc=1
     if [ $rc -eq 0 ] && ! plugin_answers; then echo "  kuryr-cnm does not answer Plugin.Activate"; rc=1; fi
+    hosts_status || rc=1
     return $rc
 }
 
@@ -118,6 +128,7 @@ do_wipe() {
     do_down
     log "wiping the Neutron DB, OVN DBs and OVS conf.db"
     rm -rf "$TOP/mariadb" "$STATE"
+    hosts_wipe
     rm -f $OVN_LIB/ovnnb_db.db $OVN_LIB/ovnsb_db.db $OVN_LIB/.ovn*_db.db.~lock~ $OVS_DB
 }
 
@@ -137,6 +148,10 @@ case "${1:-}" in
     restart-ovs) restart_ovs ;;
     keystone-up) keystone_up ;;
     keystone-down) stop_keystone ;;
+    host-up|host-down|host-kill)
+        [ -n "${2:-}" ] || die "usage: $0 $1 NAME (host2 .. host99)"
+        [ "$1" = host-up ] && { pid_alive "$PLUGIN_PID" || die "the stack is not up: make up first"; }
+        "${1/-/_}" "$2" ;;
     *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]|stop-neutron|start-neutron|" \
-            "restart-docker [--live-restore]|restart-ovs|keystone-up|keystone-down}" >&2; exit 2 ;;
+            "restart-docker [--live-restore]|restart-ovs|keystone-up|keystone-down|host-up NAME|host-down NAME|host-kill NAME}" >&2; exit 2 ;;
 esac

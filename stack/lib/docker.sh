@@ -56,12 +56,12 @@ start_dockerd() {
 
 docker_answers() { "$@" version --format '{{.Server.Version}}'; }
 
-# ensure_image <docker function>: the test image, built from Debian's busybox-static
+# ensure_image <docker command...>: the test image, built from Debian's busybox-static
 # (there is no registry here), imported once per engine.
 ensure_image() {
-    local cli=$1
-    "$cli" image inspect "$TEST_IMAGE" >/dev/null 2>&1 && return 0
-    log "importing $TEST_IMAGE into $cli"
+    local cli=("$@")
+    "${cli[@]}" image inspect "$TEST_IMAGE" >/dev/null 2>&1 && return 0
+    log "importing $TEST_IMAGE into ${cli[*]}"
     local r; r=$(mktemp -d /tmp/bbroot.XXXXXX)
     mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,root,var/run}
     chmod 1777 "$r/tmp"
@@ -73,7 +73,7 @@ ensure_image() {
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$r/etc/passwd"
     printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
     tar -C "$r" --numeric-owner -cf - . |
-        "$cli" import -c 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' -c 'CMD ["/bin/sh"]' - "$TEST_IMAGE" >/dev/null \
+        "${cli[@]}" import -c 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' -c 'CMD ["/bin/sh"]' - "$TEST_IMAGE" >/dev/null \
         || die "docker import of $TEST_IMAGE failed"
     rm -rf "$r"
 }

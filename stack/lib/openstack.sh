@@ -118,6 +118,7 @@ start_ovs() {
 restart_ovs() {
     stop_ovs
     start_ovs
+    underlay_repair
 }
 
 # stop_ovs_daemon <appctl> <ctl socket> <pidfile> <name>: ask it to exit and wait until it has
@@ -183,7 +184,7 @@ start_ovn_controller() {
     ovs-vsctl set open_vswitch . external_ids:system-id="$HOSTID" \
         external_ids:hostname="$HOSTID" \
         external_ids:ovn-remote=tcp:127.0.0.1:6642 \
-        external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip=127.0.0.1 \
+        external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="$(main_encap_ip)" \
         external_ids:ovn-bridge=br-int external_ids:ovn-bridge-datapath-type=netdev
     ovs-vsctl --may-exist add-br br-int -- set bridge br-int datapath_type=netdev \
         fail-mode=secure other-config:disable-in-band=true
@@ -255,8 +256,11 @@ spawn_neutron_api() {
 
 start_neutron() {
     if ! pid_alive "$RUN/neutron-api.pid"; then
-        log "starting the Neutron API (gunicorn) on 127.0.0.1:$NEUTRON_PORT"
-        spawn_neutron_api "$ETC" "$NEUTRON_PORT" neutron-api neutron_api_wsgi
+        # and on the underlay address while it is up, for the simulated hosts (hosts.sh)
+        local also=()
+        underlay_present && also=(--bind "$UNDERLAY_IP:$NEUTRON_PORT")
+        log "starting the Neutron API (gunicorn) on 127.0.0.1:$NEUTRON_PORT ${also[*]}"
+        spawn_neutron_api "$ETC" "$NEUTRON_PORT" neutron-api neutron_api_wsgi "${also[@]}"
     fi
     wait_until 90 neutron_answers || die "the Neutron API does not answer (see $LOG/neutron-api.log)"
     wait_until 60 neutron_sees_chassis \

@@ -26,6 +26,13 @@ clouds:
       endpoint: $NEUTRON_URL
     network_endpoint_override: $NEUTRON_URL/
     region_name: RegionOne
+  # the same Neutron as the simulated hosts (stack/lib/hosts.sh) reach it from their netns
+  aio-underlay:
+    auth_type: none
+    auth:
+      endpoint: $UNDERLAY_NEUTRON_URL
+    network_endpoint_override: $UNDERLAY_NEUTRON_URL/
+    region_name: RegionOne
 EOF
     cat > "$KURYR_CONF" <<EOF
 # Written by 'make up' (stack/lib/plugin.sh) for the all-in-one stack.
