@@ -22,6 +22,9 @@ ENGINES = {"docker20": "/var/run/docker.sock", "docker26": "/var/run/docker26.so
 # Debian 12's CLI 20.10 drives 20.10 and 26; dockerd 28 its own CLI 28.5 (20.10's has no `--ipv4=false`)
 ENGINE_CLIS = {"docker28": "/opt/kuryr-cnm/docker28/usr/bin/docker"}
 PLUGIN_SOCKET = "/run/docker/plugins/kuryr.sock"
+# The simulated hypervisors (stack/lib/hosts.sh; `make test` brings up host2 and host3): each has
+# a dockerd 20.10 on /var/run/docker-<name>.sock that is an engine like the others here.
+HOSTS_DIR = Path("/opt/kuryr-cnm/hosts")
 T = TypeVar("T")
 TEST_IMAGE = "kuryr-test/busybox:latest"
 NEUTRON_CLOUD = "aio"
@@ -133,9 +136,30 @@ def ovs_iface_external_ids(iface: str) -> dict[str, str]:
 
 # --- Docker -------------------------------------------------------------------
 
+def engine_socket(engine: str) -> str:
+    """One of the main host's engines, or a simulated host's dockerd (by the host's name)."""
+    return ENGINES.get(engine) or f"/var/run/docker-{engine}.sock"
+
+
+def plugin_socket(engine: str, plugin: str) -> Path:
+    """Where `engine` finds plugin `plugin`: a simulated host's dockerd has a directory of its own."""
+    base = Path("/run/docker/plugins") if engine in ENGINES else Path(f"/var/run/{engine}/docker-plugins")
+    return base / f"{plugin}.sock"
+
+
+def simulated_hosts() -> list[str]:
+    """The simulated hosts brought up and not taken down (one killed is still one: its engine
+    then does not answer)."""
+    return sorted(d.name for d in HOSTS_DIR.glob("host*") if (d / "up").exists()) if HOSTS_DIR.exists() else []
+
+
+def all_engines() -> list[str]:
+    return sorted(ENGINES) + simulated_hosts()
+
+
 def docker(engine: str, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     cli = ENGINE_CLIS.get(engine, DOCKER_CLI)
-    return run([cli, "-H", f"unix://{ENGINES[engine]}", *args], check=check, timeout=timeout)
+    return run([cli, "-H", f"unix://{engine_socket(engine)}", *args], check=check, timeout=timeout)
 
 
 def plugin_log_path() -> str:

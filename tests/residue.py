@@ -59,7 +59,7 @@ def _docker_sweep(swept: list[str]) -> set[str] | None:
     """Remove kcnmt-* containers and networks; return the ids of every Docker network left,
     or None when an engine does not answer (then no network can be judged gone)."""
     network_ids: set[str] = set()
-    for engine in sorted(host.ENGINES):
+    for engine in host.all_engines():
         names = host.docker(engine, "ps", "-a", "--format", "{{.Names}}", check=False).stdout.split()
         for name in (n for n in names if n.startswith("kcnmt-")):
             host.docker(engine, "rm", "-f", name, check=False)
@@ -71,7 +71,7 @@ def _docker_sweep(swept: list[str]) -> set[str] | None:
         for line in listing.stdout.splitlines():
             net_id, name, driver = line.split()
             # a network whose plugin is gone would make Docker wait for it
-            answers = driver in BUILTIN_DRIVERS or Path(f"/run/docker/plugins/{driver}.sock").exists()
+            answers = driver in BUILTIN_DRIVERS or host.plugin_socket(engine, driver).exists()
             if name.startswith("kcnmt-") and answers and host.docker(
                     engine, "network", "rm", name, check=False).returncode == 0:
                 swept.append(f"{engine} network {name}")

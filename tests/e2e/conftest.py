@@ -60,6 +60,22 @@ class Docker:
             self("network", "rm", n, check=False)
 
 
+def tcp_exchange(server: tuple[Docker, str], client: tuple[Docker, str], address: str, port: int = 5000,
+                 line: str = "hello over tcp") -> str:
+    """Start `nc -l` in the server container, send a line from the client's (each: its engine's
+    Docker, its name), return what the server got. (busybox nc in listen mode stops at EOF on
+    its stdin, so it writes to a file.)"""
+    (s_docker, s_name), (c_docker, c_name) = server, client
+    out = f"/tmp/tcp-{port}"
+    s_docker("exec", "-d", s_name, "sh", "-c", f"nc -l -p {port} > {out}")
+    host.wait_for(lambda: f":{port:04X}" in s_docker.exec(s_name, "cat", "/proc/net/tcp", "/proc/net/tcp6").stdout,
+                  timeout=10, what="nc listening")
+    # the line is produced inside the container: `docker exec -i` may close stdin before sending it
+    c_docker.exec(c_name, "sh", "-c", f"echo {line} | nc -w 5 {address} {port}", timeout=30)
+    host.wait_for(lambda: s_docker.exec(s_name, "cat", out).stdout.strip() != "", timeout=10, what="data")
+    return s_docker.exec(s_name, "cat", out).stdout.strip()
+
+
 @contextlib.contextmanager
 def leak_checked_docker(engine: str, neutron, settle: float = 10) -> Iterator[Docker]:
     """`engine`'s docker; the networks and containers made through it are removed at the end,

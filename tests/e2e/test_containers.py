@@ -6,19 +6,7 @@ import ipaddress
 import pytest
 
 from tests import host
-
-
-def _tcp_exchange(docker, server: str, client: str, address: str, port: int = 5000) -> str:
-    """Start `nc -l` in `server`, send a line from `client`, return what the server got.
-    (busybox nc in listen mode stops at EOF on its stdin, so it writes to a file.)"""
-    out = f"/tmp/tcp-{port}"
-    docker("exec", "-d", server, "sh", "-c", f"nc -l -p {port} > {out}")
-    host.wait_for(lambda: f":{port:04X}" in docker.exec(server, "cat", "/proc/net/tcp", "/proc/net/tcp6").stdout,
-                  timeout=10, what="nc listening")
-    # the line is produced inside the container: `docker exec -i` may close stdin before sending it
-    docker.exec(client, "sh", "-c", f"echo hello over tcp | nc -w 5 {address} {port}", timeout=30)
-    host.wait_for(lambda: docker.exec(server, "cat", out).stdout.strip() != "", timeout=10, what="data")
-    return docker.exec(server, "cat", out).stdout.strip()
+from tests.e2e.conftest import tcp_exchange
 
 
 def test_network_create_shows_in_neutron_and_docker(docker, neutron):
@@ -35,9 +23,9 @@ def test_network_create_shows_in_neutron_and_docker(docker, neutron):
 def test_two_containers_talk_icmp_and_tcp_with_neutron_mtu_and_gateway(docker, neutron):
     net = docker.network("talk", "--subnet", "10.92.0.0/24")
     a, b = docker.run("a", net), docker.run("b", net)
-    ip_a, ip_b = docker.ip(a, net), docker.ip(b, net)
+    ip_b = docker.ip(b, net)
     docker.exec(a, "ping", "-c", "3", "-W", "2", ip_b)
-    assert _tcp_exchange(docker, b, a, ip_b) == "hello over tcp"
+    assert tcp_exchange((docker, b), (docker, a), ip_b) == "hello over tcp"
     docker_id = docker.inspect(net, "{{.Id}}")
     neutron_net = neutron.get("/networks", params={"tags": f"kuryr.net.uuid.lh:{docker_id[:32]}"}).json()["networks"][0]
     mtu = docker.exec(a, "cat", "/sys/class/net/eth0/mtu").stdout.strip()

@@ -3,7 +3,6 @@ parallel starts, and kuryr-cnm restarted (or killed) while containers run."""
 from __future__ import annotations
 
 import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
