@@ -93,6 +93,7 @@ class Plugin:
     pool: PortPool
     reconciler: Reconciler
     reconcile_interval: int
+    ownership: Ownership
     port_driver: nested.NestedDriver | None = None  # None: veth (bare metal)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -173,4 +174,4 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     for method, handler in routes.items():
         router.add(method, logged(method, handler))
     return Plugin(router, network, endpoint, ipam, deferred, plugging, pool, reconciler, conf.reconcile_interval,
-                  port_driver)
+                  owned, port_driver)

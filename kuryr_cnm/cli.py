@@ -49,9 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         "gc", help="remove what kuryr-cnm left behind on this host",
         description="One reconciler pass: unplug OVS ports and veths whose Neutron port is gone, repair "
         "ports whose endpoint tags never landed, delete kuryr-cnm's ports bound here that nothing "
-        "holds and that are older than reconcile_grace. Touches only what kuryr-cnm made on this host.")
+        "holds and that are older than reconcile_grace. Touches only what kuryr-cnm made on this host. "
+        "With --dead-host NAME, run on any other host: remove what kuryr-cnm on host NAME left in Neutron "
+        "(its ports; its Docker networks on networks shared with other hosts; networks no host uses any "
+        "more), refused while Neutron sees NAME's chassis alive.")
     _add_config_args(gc)
     gc.add_argument("--dry-run", action="store_true", help="only say what would be done")
+    gc.add_argument("--dead-host", metavar="NAME",
+                    help="a host that is gone for good (its binding:host_id / OVN chassis name)")
 
     sample = sub.add_parser("sample-config", help="print a sample kuryr.conf with every option")
     sample.set_defaults(config_file=[], config_dir=[])
@@ -255,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(conf)
     if args.command == "gc":
-        return gc(conf, args.dry_run)
+        return gc_dead_host(conf, args.dead_host, args.dry_run) if args.dead_host else gc(conf, args.dry_run)
     return serve(conf)
 
 
@@ -268,6 +273,24 @@ def gc(conf: cfg.ConfigOpts, dry_run: bool) -> int:
         plugin.close()
     print(report.summary())
     return 1 if report.errors else 0
+
+
+def gc_dead_host(conf: cfg.ConfigOpts, dead_host: str, dry_run: bool) -> int:
+    """What kuryr-cnm on a dead host left, removed from another host (wired as `serve` wires it)."""
+    if dead_host == conf.host:
+        print(f"kuryr-cnm gc: --dead-host {dead_host} is this host (host = {conf.host}); run it on another host",
+              file=sys.stderr)
+        return 2
+    plugin = app.build(conf)
+    try:
+        report = plugin.ownership.forget_dead_host(dead_host, dry_run=dry_run)
+    except (errors.PluginError, errors.NeutronError) as exc:
+        print(f"kuryr-cnm gc: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        plugin.close()
+    print(report.summary())
+    return 0
 
 
 if __name__ == "__main__":

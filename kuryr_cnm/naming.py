@@ -8,7 +8,9 @@ split over two tags.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
 
 # --- ids ----------------------------------------------------------------------------
 # Neutron's ids are UUIDs. Ids from outside (Docker's PoolIDs, users' neutron.net.uuid)
@@ -30,6 +32,12 @@ NET_EXISTING_TAG = "kuryr.net.existing:"  # + docker network id[:12], on adopted
 # from a default pool, before CreateNetwork names it after its Docker network
 MTU_TAG = "kuryr-cnm.mtu:"
 PENDING_TAG = "kuryr-cnm.pending"
+# kuryr-cnm's: which host's Docker network a pair of lh:/uh: tags is, so that `gc --dead-host`
+# can take a dead host's Docker networks off the networks they share with other hosts:
+# kuryr-cnm.on:<host key>:<docker id[:12]>:<docker id[32:44]>, at most 60 characters
+HOST_USER_TAG = "kuryr-cnm.on:"
+HOST_KEY_MAX = 21
+_TAG_SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
 # --- subnets and subnetpools ----------------------------------------------------
 SUBNET_NAME_PREFIX = "kuryr-subnet-"
@@ -56,6 +64,35 @@ def id_from_tags(tags: list[str]) -> str | None:
     lh = next((t[len(ID_LH_TAG):] for t in tags if t.startswith(ID_LH_TAG)), None)
     uh = next((t[len(ID_UH_TAG):] for t in tags if t.startswith(ID_UH_TAG)), None)
     return lh + uh if lh is not None and uh is not None else None
+
+
+def host_key(host: str) -> str:
+    """The host in HOST_USER_TAG: its name, or (long, or with characters a tag in a URL path
+    cannot hold) a prefix of its safe characters and a hash of it."""
+    if len(host) <= HOST_KEY_MAX and _TAG_SAFE.fullmatch(host):
+        return host
+    safe = re.sub(r"[^A-Za-z0-9._-]", "", host)[:8]
+    return safe + "~" + hashlib.sha1(host.encode()).hexdigest()[:HOST_KEY_MAX - len(safe) - 1]
+
+
+def host_user_tag(host: str, docker_id: str) -> str:
+    return f"{HOST_USER_TAG}{host_key(host)}:{docker_id[:12]}:{docker_id[32:44]}"
+
+
+def host_users(tags: Iterable[str], host: str) -> list[tuple[str, str]]:
+    """The Docker networks of `host` that use a network, as (lh prefix, uh prefix) of their ids."""
+    start = f"{HOST_USER_TAG}{host_key(host)}:"
+    return [tuple(t[len(start):].split(":", 1)) for t in tags  # type: ignore[misc]
+            if t.startswith(start) and t.count(":") == 3]
+
+
+def user_tags(tags: Iterable[str], lh_prefix: str, uh_prefix: str) -> list[str]:
+    """A network's tags that belong to the Docker network whose id starts with lh_prefix and
+    has uh_prefix at [32:44]: its lh:/uh: pair, its existing tag and its host tags."""
+    return [t for t in tags
+            if t.startswith(ID_LH_TAG + lh_prefix) or t.startswith(ID_UH_TAG + uh_prefix)
+            or t == NET_EXISTING_TAG + lh_prefix
+            or (t.startswith(HOST_USER_TAG) and t.endswith(f":{lh_prefix}:{uh_prefix}"))]
 
 
 def network_name(docker_network_id: str) -> str:

@@ -109,7 +109,8 @@ class NetworkDriver:
         return network
 
     def _tag_network(self, network: Network, req: CreateNetworkRequest, made: bool) -> Network:
-        tags = naming.id_tags(req.network_id)
+        # the host tag: which host this Docker network is on, for `gc --dead-host`
+        tags = naming.id_tags(req.network_id) + [naming.host_user_tag(self._ownership.owner.host, req.network_id)]
         if not made:
             tags.append(naming.network_existing_tag(req.network_id))
         if req.neutron.mtu and req.neutron.mtu < network.mtu:

@@ -371,6 +371,11 @@ class NeutronClient:
         self._request("DELETE", f"/security-groups/{sg_id}", ok=(204, 404))
 
     # -- service --
+    def list_agents(self, **filters: Any) -> list[dict[str, Any]]:
+        """Neutron's agents (under ML2/OVN, one "OVN Controller agent" per chassis, `alive` while
+        its ovn-controller answers Neutron's heartbeat)."""
+        return self._list("agents", filters)
+
     def extensions(self) -> set[str]:
         return {e["alias"] for e in self._request("GET", "/extensions")["extensions"]}
 

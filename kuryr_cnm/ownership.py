@@ -140,9 +140,31 @@ def deletion_claim(network: Network, now: float | None = None) -> str | None:
 
 
 def tags_without_user(tags: Iterable[str], docker_id: str) -> list[str]:
-    """A network's tags once Docker network `docker_id` no longer uses it."""
+    """A network's tags once Docker network `docker_id` no longer uses it (on any host)."""
     mine = set(naming.id_tags(docker_id)) | {naming.network_existing_tag(docker_id)}
-    return [t for t in tags if t not in mine]
+    suffix = f":{docker_id[:12]}:{docker_id[32:44]}"
+    return [t for t in tags if t not in mine and not (t.startswith(naming.HOST_USER_TAG) and t.endswith(suffix))]
+
+
+def lh_first(tags: Iterable[str]) -> list[str]:
+    """Tags in the order they come off a network: the lh: tag, which makes a user, first."""
+    return sorted(tags, key=lambda t: not t.startswith(naming.ID_LH_TAG))
+
+
+@dataclass
+class DeadHostReport:
+    """What `forget_dead_host` did (or, in a dry run, would do)."""
+    host: str
+    dry_run: bool
+    ports: list[str] = dataclasses.field(default_factory=list)  # deleted
+    left_networks: list[str] = dataclasses.field(default_factory=list)  # its Docker networks taken off
+    deleted_networks: list[str] = dataclasses.field(default_factory=list)  # no user left: deleted
+
+    def summary(self) -> str:
+        verb = "would" if self.dry_run else "did"
+        return (f"gc --dead-host {self.host} ({verb}): delete {len(self.ports)} ports {self.ports}; take its Docker "
+                f"networks off {len(self.left_networks)} Neutron networks {self.left_networks}; delete "
+                f"{len(self.deleted_networks)} networks no host uses any more {self.deleted_networks}")
 
 
 class Ownership:
@@ -210,7 +232,7 @@ class Ownership:
             self._client.add_tag("networks", network.id, tag)
         now = self._client.get_network(network.id)
         if who := deletion_claim(now):  # it claimed between our read and our tags: it wins
-            for tag in reversed(added):
+            for tag in lh_first(added):
                 self._client.remove_tag("networks", network.id, tag)
             raise self._being_deleted(network, who)
         return now
@@ -224,19 +246,21 @@ class Ownership:
     def leave_network(self, network: Network, docker_id: str) -> None:
         """Remove a Docker network's tags from `network`, one atomic request per tag, `lh:` first."""
         mine = set(network.tags) - set(tags_without_user(network.tags, docker_id))
-        for tag in sorted(mine, key=lambda t: not t.startswith(naming.ID_LH_TAG)):
+        for tag in lh_first(mine):
             self._client.remove_tag("networks", network.id, tag)
 
-    def claim_if_last(self, network: Network, call: str, leaving: str | None = None) -> Network | None:
+    def claim_if_last(self, network: Network, call: str, leaving: str | None = None,
+                      others: int | None = None) -> Network | None:
         """Claim `network` for deletion if no other Docker network uses it: Docker network
         `leaving` (DeleteNetwork), or the one Docker network on it, if only one is (ReleasePool,
         which does not know which). The claim is a write conditional on the network's revision,
         so that a Docker network joining meanwhile (another host) either lands first (we read
         it again and see it) or sees the claim and backs out. The network as claimed (its
         description the one to give back), or None if another Docker network uses it."""
+        allowed = others if others is not None else (0 if leaving else 1)
         for _ in range(CLAIM_ATTEMPTS):
             users = docker_users(network)
-            if len([u for u in users if leaving is None or u != leaving[:32]]) > (0 if leaving else 1):
+            if len([u for u in users if leaving is None or u != leaving[:32]]) > allowed:
                 return None
             if deletion_claim(network) == self.owner.mark:
                 return dataclasses.replace(network, description="")  # ours still (ReleasePool, then DeleteNetwork)
@@ -260,6 +284,62 @@ class Ownership:
         except errors.NeutronError as exc:
             LOG.warning("could not take the deletion claim off network %s (%s); it expires in %.0f s",
                         network.id, exc.message, CLAIM_EXPIRES)
+
+    # -- a host that died --
+    def forget_dead_host(self, dead_host: str, dry_run: bool = False) -> DeadHostReport:
+        """What kuryr-cnm (this plugin name) on `dead_host` left in Neutron, once that host's chassis
+        is dead: its ports, its Docker networks' tags on the networks they shared, and the networks
+        kuryr made that no Docker network (any host) uses any more. Nothing uses them: the host
+        that did is gone. Refused (Conflict) while Neutron sees the host's chassis alive."""
+        alive = [a for a in self._client.list_agents(host=dead_host) if a.get("alive")]
+        if alive:
+            kinds = ", ".join(str(a.get("agent_type")) for a in alive)
+            raise errors.Conflict(
+                f"{dead_host} is alive: Neutron lists its agent(s) {kinds} "
+                f"as alive; stop kuryr-cnm, Docker and ovn-controller there (or wait until Neutron's agent_down_time "
+                f"has passed since it died), then run 'kuryr-cnm gc --dead-host {dead_host}' again")
+        report = DeadHostReport(dead_host, dry_run)
+        self._forget_dead_ports(Owner(dead_host, self.owner.plugin_name), report)
+        for network in self._client.list_networks():
+            if naming.host_users(network.tags, dead_host):
+                self._forget_dead_users(network, dead_host, report)
+        return report
+
+    def _forget_dead_ports(self, dead: Owner, report: DeadHostReport) -> None:
+        ports = {p.id: p for p in self._client.list_ports(**{"binding:host_id": dead.host})}
+        ports.update({p.id: p for p in self._client.list_ports(description=naming.pool_description(dead.mark))})
+        for port in ports.values():
+            why = Why.POOL if dead.made_pool_port(port) else Why.UNHELD
+            if may_delete_port(port, dead, why):
+                report.ports.append(port.id)
+                if not report.dry_run:
+                    self._client.delete_port(port.id)
+
+    def _forget_dead_users(self, network: Network, dead_host: str, report: DeadHostReport) -> None:
+        call = f"gc --dead-host {dead_host}"
+        theirs = {t for lh, uh in naming.host_users(network.tags, dead_host)
+                  for t in naming.user_tags(network.tags, lh, uh)}
+        report.left_networks.append(network.id)
+        remaining = [t for t in network.tags if t not in theirs]
+        if report.dry_run:
+            if not docker_users(dataclasses.replace(network, tags=tuple(remaining))) and made_network(network):
+                report.deleted_networks.append(network.id)
+            return
+        for tag in lh_first(theirs):
+            self._client.remove_tag("networks", network.id, tag)
+        claimed = self.claim_if_last(self._client.get_network(network.id), call, others=0)
+        if claimed is None:
+            return  # another host's Docker network still uses it
+        try:
+            self.release_subnets(claimed, call)
+            deleted = self.delete_network_if_unused(claimed, call)
+        except Exception:
+            self.unclaim(claimed)
+            raise
+        if deleted:
+            report.deleted_networks.append(network.id)
+        else:
+            self.unclaim(claimed)  # an operator's network
 
     # -- subnet pools --
     def release_subnetpool_if_unused(self, pool: SubnetPool) -> bool:

@@ -24,6 +24,11 @@ allow_overlapping_ips = true
 dhcp_agent_notification = false
 debug = false
 use_stderr = false
+# A chassis that stopped answering is reported dead (agents' alive) this long after its last
+# heartbeat (default 75 s): the multi-host tests kill a simulated host and wait for it
+# (kuryr-cnm gc --dead-host refuses while it is alive). An ovn-controller that keeps up is
+# alive whatever the time (Neutron compares nb_cfg first).
+agent_down_time = 30
 
 [database]
 connection = mysql+pymysql://neutron:neutron@127.0.0.1:3306/neutron?charset=utf8mb4

@@ -361,6 +361,7 @@ class FakeNeutron(NeutronClient):
                  extensions: Iterable[str] = EXTENSIONS, seed: int | None = None) -> None:
         # no super().__init__: there is no connection; _request refuses anything not modelled
         self.hosts: set[str] = set(KNOWN_HOSTS) | set(hosts)
+        self.dead_hosts: set[str] = set()  # their chassis stopped answering (list_agents: alive False)
         self.project_id = project_id
         self.max_tag_len = max_tag_len
         self._extensions = frozenset(extensions)
@@ -810,6 +811,13 @@ class FakeNeutron(NeutronClient):
         del self._db["security-groups"][group["id"]]
 
     # -- service -------------------------------------------------------------------------
+
+    @_api("GET", "/agents")
+    def list_agents(self, **filters: Any) -> list[dict[str, Any]]:
+        """One OVN Controller agent per host in `hosts`, alive unless the host is in `dead_hosts`."""
+        agents = [{"id": h, "host": h, "agent_type": "OVN Controller agent", "binary": "ovn-controller",
+                   "alive": h not in self.dead_hosts, "admin_state_up": True} for h in sorted(self.hosts)]
+        return [a for a in agents if all(str(a.get(k)) == str(v) for k, v in filters.items())]
 
     @_api("GET", "/extensions")
     def extensions(self) -> set[str]:

@@ -258,3 +258,63 @@ def test_two_hosts_joining_at_once_both_stay_users(neutron, hosts):
         assert len(ownership.docker_users(neutron.get_network(network.id))) == 3
     finally:
         third.close()
+
+
+# --- gc --dead-host ---------------------------------------------------------------------------
+
+def _ports_of(neutron: FakeNeutron, host: str) -> list[Port]:
+    return [p for p in neutron.ports() if p.host_id == host]
+
+
+def test_a_dead_hosts_ports_and_share_of_a_network_go_and_the_others_stay(neutron):
+    """host3 died with a container and pool ports on a network it shared with vm and host2, and
+    a network of its own: gc --dead-host host3 on vm takes host3's Docker network off the shared
+    one (host2's and vm's still use it), deletes host3's ports and its own network, and leaves
+    every other host's ports."""
+    vm, two = Host(neutron, "vm"), Host(neutron, "host2", vif_pool__enabled=True, vif_pool__ports_pool_min=2)
+    three = Host(neutron, "host3", vif_pool__enabled=True, vif_pool__ports_pool_min=2)
+    try:
+        shared = vm.create_network("10.30.0.0/24")
+        network = next(n for n in neutron.networks() if n.name == naming.network_name(shared.docker_id))
+        two.create_network("10.30.0.0/24", options={"neutron.net.uuid": network.id})
+        theirs = three.create_network("10.30.0.0/24", options={"neutron.net.uuid": network.id})
+        own = three.create_network("10.31.0.0/24")
+        (own_id,) = [n.id for n in neutron.networks() if n.name == naming.network_name(own.docker_id)]
+        three.call("IpamDriver.RequestAddress", {"PoolID": theirs.pools[0], "Address": "", "Options": {}})
+        two_ports = {p.id for p in _ports_of(neutron, "host2")}
+        assert _ports_of(neutron, "host3")
+        neutron.dead_hosts.add("host3")
+        report = vm.plugin.ownership.forget_dead_host("host3")
+        assert _ports_of(neutron, "host3") == [] and set(report.ports)
+        assert {p.id for p in _ports_of(neutron, "host2")} == two_ports
+        now = neutron.get_network(network.id)
+        users = ownership.docker_users(now)
+        assert len(users) == 2 and shared.docker_id[:32] in users and theirs.docker_id[:32] not in users
+        assert not naming.host_users(now.tags, "host3") and naming.host_users(now.tags, "host2")
+        assert not [t for t in now.tags if theirs.docker_id[32:44] in t or theirs.docker_id[:12] in t]
+        assert sorted(report.left_networks) == sorted([network.id, own_id]) and report.deleted_networks == [own_id]
+        assert own_id not in {n.id for n in neutron.networks()}
+        assert [s.cidr for s in neutron.subnets()] == ["10.30.0.0/24"]
+    finally:
+        for h in (vm, two, three):
+            h.close()
+
+
+def test_gc_of_a_dead_host_is_refused_while_its_chassis_is_alive(neutron, hosts):
+    from kuryr_cnm import errors
+    vm, two = hosts
+    two.create_network("10.32.0.0/24")
+    with pytest.raises(errors.Conflict, match="host2 is alive"):
+        vm.plugin.ownership.forget_dead_host("host2")
+    assert len(neutron.networks()) == 1
+
+
+def test_a_dry_run_of_gc_of_a_dead_host_changes_nothing(neutron, hosts):
+    vm, two = hosts
+    two.create_network("10.33.0.0/24")
+    two.call("IpamDriver.RequestAddress", {"PoolID": two.create_network("10.34.0.0/24").pools[0], "Address": "",
+                                           "Options": {}})
+    neutron.dead_hosts.add("host2")
+    neutron.reset_calls()
+    report = vm.plugin.ownership.forget_dead_host("host2", dry_run=True)
+    assert neutron.writes() == 0 and len(report.deleted_networks) == 2 and len(report.ports) == 1
