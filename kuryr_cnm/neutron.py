@@ -8,11 +8,12 @@ helpers would cost two requests where one does.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -348,10 +349,27 @@ class NeutronClient:
     # -- tags (networks, subnets and subnetpools cannot take tags at creation) --
     def set_tags(self, collection: str, resource_id: str, tags: Iterable[str]) -> None:
         """Replace all tags of a resource: one request."""
-        self._request("PUT", f"/{collection}/{resource_id}/tags", body={"tags": sorted(set(tags))})
+        with self._gone_if_missing(collection, resource_id):
+            self._request("PUT", f"/{collection}/{resource_id}/tags", body={"tags": sorted(set(tags))})
 
     def add_tag(self, collection: str, resource_id: str, tag: str) -> None:
-        self._request("PUT", f"/{collection}/{resource_id}/tags/{tag}", ok=(200, 201, 204))
+        with self._gone_if_missing(collection, resource_id):
+            self._request("PUT", f"/{collection}/{resource_id}/tags/{tag}", ok=(200, 201, 204))
+
+    @contextlib.contextmanager
+    def _gone_if_missing(self, collection: str, resource_id: str) -> Iterator[None]:
+        """Neutron 29 answers a tag write on a resource that is gone (deleted meanwhile, by another
+        host for example) with a 500 "internal server error": say what happened instead."""
+        try:
+            yield
+        except errors.NeutronServerError as exc:
+            try:
+                self._request("GET", f"/{collection}/{resource_id}")
+            except errors.NeutronNotFound:
+                raise errors.NeutronNotFound(
+                    exc.request, f"the {collection[:-1]} {resource_id} was deleted meanwhile (another host may have "
+                    "removed the last Docker network using it); try again") from None
+            raise
 
     def remove_tag(self, collection: str, resource_id: str, tag: str) -> None:
         self._request("DELETE", f"/{collection}/{resource_id}/tags/{tag}", ok=(204, 404))

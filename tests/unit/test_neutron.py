@@ -117,3 +117,30 @@ def test_requests_in_flight_are_bounded_and_the_rest_wait_their_turn(monkeypatch
     with ThreadPoolExecutor(max_workers=12) as pool:
         list(pool.map(lambda i: client.delete_port(f"p{i}"), range(12)))
     assert most[0] == 3
+
+
+class ScriptedAdapter:
+    """Answers each request with the next of `answers` (status, body)."""
+
+    def __init__(self, *answers: tuple[int, bytes]) -> None:
+        self.answers = list(answers)
+        self.sent: list[str] = []
+
+    def request(self, path, method, **_):
+        self.sent.append(f"{method} {path}")
+        return FakeResponse(*self.answers.pop(0))
+
+
+def test_a_tag_write_on_a_resource_deleted_meanwhile_says_so():
+    """Neutron 29 answers PUT .../tags/<tag> on a subnet that another host just deleted with a 500
+    "internal server error", which reached `docker network create` as is (seen in the multi-host
+    create-during-rm test)."""
+    internal = b'{"NeutronError": {"type": "HTTPInternalServerError", "message": "Request Failed: internal server error"}}'
+    gone = b'{"NeutronError": {"type": "SubnetNotFound", "message": "Subnet s1 could not be found."}}'
+    adapter = ScriptedAdapter((500, internal), (404, gone))
+    with pytest.raises(errors.NeutronNotFound, match="the subnet s1 was deleted meanwhile"):
+        client_with(adapter).add_tag("subnets", "s1", "t")
+    assert adapter.sent == ["PUT /subnets/s1/tags/t", "GET /subnets/s1"]
+    adapter = ScriptedAdapter((500, internal), (200, b'{"subnet": {"id": "s1"}}'))
+    with pytest.raises(errors.NeutronServerError):  # there: a real server error, as it was
+        client_with(adapter).set_tags("subnets", "s1", ["t"])
