@@ -109,6 +109,20 @@ def _stack_pids() -> set[int]:
     return pids
 
 
+# The simulated hosts' underlay (stack/lib/hosts.sh): Neutron and the OVN SB DB also listen on
+# the main host's address on it, for the hosts' namespaces; nothing else is allowed off loopback.
+UNDERLAY = ipaddress.ip_network("198.18.0.0/15")
+
+
+def _listen_address(line: str) -> str:
+    local = line.split()[3]
+    return local.rsplit(":", 1)[0].strip("[]").split("%")[0]
+
+
+def _allowed(addr: str) -> bool:
+    return addr != "*" and (ipaddress.ip_address(addr).is_loopback or ipaddress.ip_address(addr) in UNDERLAY)
+
+
 @pytest.mark.parametrize("proto", ["t", "u"])
 def test_every_stack_listener_is_on_loopback(proto):
     pids = _stack_pids()
@@ -120,11 +134,16 @@ def test_every_stack_listener_is_on_loopback(proto):
         if not owners & pids:
             continue
         seen += 1
-        local = line.split()[3]
-        addr = local.rsplit(":", 1)[0].strip("[]").split("%")[0]
-        assert addr != "*" and ipaddress.ip_address(addr).is_loopback, f"stack listens off loopback: {line}"
+        assert _allowed(_listen_address(line)), f"stack listens off loopback and the underlay: {line}"
     if proto == "t":
         assert seen >= 4, "expected Neutron, MariaDB and the OVN NB/SB listeners"
+
+
+@pytest.mark.parametrize("name", host.simulated_hosts())
+def test_a_simulated_host_listens_on_nothing_but_loopback_and_the_underlay(name):
+    out = host.run(["ip", "netns", "exec", name, "ss", "-ltunpH"]).stdout
+    for line in out.splitlines():
+        assert _allowed(_listen_address(line)), f"{name} listens off loopback and the underlay: {line}"
 
 
 def test_default_subnetpools_exist(neutron):
