@@ -24,3 +24,17 @@ def test_upstream_names():
 def test_cnm_owner_tag_fits_neutron_tag_limit():
     assert naming.cnm_owner_tag(naming.owner("vm", "kuryr")) == "kuryr-cnm.owner:kuryr@vm"
     assert len(naming.cnm_owner_tag("h" * 100)) == 60
+
+
+def test_the_host_tag_fits_and_finds_a_docker_network_of_any_host_name():
+    """gc --dead-host finds a host's Docker networks by this tag: with a long FQDN, or a name a
+    tag in a URL path cannot hold, it still fits Neutron's 60 characters and is found again."""
+    docker_id = "a" * 12 + "b" * 20 + "c" * 12 + "d" * 20
+    for host in ("host2", "compute-17.rack3.dc1.example.com", "node/7:x", "x" * 200):
+        tag = naming.host_user_tag(host, docker_id)
+        assert len(tag) <= 60 and "/" not in tag and "," not in tag
+        assert naming.host_users([tag, naming.host_user_tag("other", docker_id)], host) == [("a" * 12, "c" * 12)]
+        mine = naming.id_tags(docker_id) + [tag, naming.network_existing_tag(docker_id)]
+        theirs = naming.id_tags("e" * 64) + [naming.host_user_tag("other", "e" * 64)]
+        assert sorted(naming.user_tags(mine + theirs, "a" * 12, "c" * 12)) == sorted(mine)
+    assert naming.host_key("compute-17.rack3.dc1.example.com") != naming.host_key("compute-18.rack3.dc1.example.com")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -180,18 +180,29 @@ def _create_call(host: Host, cidr: str, network_id: str) -> tuple[int, dict]:
     return status, answer
 
 
+def _made_network(neutron: FakeNeutron, host: Host, cidr: str):
+    """host's Docker network on `cidr` and the Neutron network kuryr made for it."""
+    net = host.create_network(cidr)
+    return net, next(n for n in neutron.networks() if n.name == naming.network_name(net.docker_id))
+
+
+def _join_once(joiner: Host, cidr: str, network_id: str, joined: list) -> Callable[[object], None]:
+    """A FakeNeutron hook: the first time it runs, `joiner` creates a Docker network on
+    `network_id` (its (status, answer) goes into `joined`)."""
+    def hook(_args: object) -> None:
+        if not joined:
+            joined.append(_create_call(joiner, cidr, network_id))
+    return hook
+
+
 def test_a_host_joining_before_the_last_one_leaves_keeps_the_network(neutron, hosts):
     """Host 1 removes the last Docker network of its network; host 2 adopts that network after
     host 1 read its users and before host 1 deleted anything. Before the claim, host 1 deleted
     the subnet and the network under host 2's new Docker network."""
     creator, joiner = hosts
-    mine = creator.create_network("10.23.0.0/24")
-    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
-    joined = []
-
-    def join_first(_args):
-        if not joined:
-            joined.append(_create_call(joiner, "10.23.0.0/24", network.id))
+    mine, network = _made_network(neutron, creator, "10.23.0.0/24")
+    joined: list = []
+    join_first = _join_once(joiner, "10.23.0.0/24", network.id, joined)
     neutron.before("update_network_if_revision", join_first)  # the claim
     neutron.before("delete_subnet", join_first)  # the old code's first delete
     creator.remove_network(mine)
@@ -205,32 +216,30 @@ def test_a_host_joining_after_the_claim_backs_out_and_the_network_goes(neutron, 
     """The claim landed first: host 2's CreateNetwork is refused with a clear message, leaves no
     tag behind, and host 1's rm removes everything."""
     creator, joiner = hosts
-    mine = creator.create_network("10.24.0.0/24")
-    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
-    joined = []
+    mine, network = _made_network(neutron, creator, "10.24.0.0/24")
+    joined: list = []
+    join = _join_once(joiner, "10.24.0.0/24", network.id, joined)
+    users_after_join: list = []
 
-    def join_during_deletion(_args):
-        if not joined:
-            joined.append(_create_call(joiner, "10.24.0.0/24", network.id))
-            users = ownership.docker_users(neutron.get_network(network.id))
-            assert users == [mine.docker_id[:32]], "the joiner's tags stayed"
+    def join_during_deletion(args: object) -> None:
+        join(args)
+        users_after_join.append(ownership.docker_users(neutron.get_network(network.id)))
     neutron.before("delete_subnet", join_during_deletion)
     creator.remove_network(mine)
+    assert users_after_join[0] == [mine.docker_id[:32]], "the joiner's tags stayed"
     status, answer = joined[0]
     assert status == 409 and "is being deleted by kuryr@vm" in answer["Err"], answer
     assert _kuryr_state(neutron)[:2] == (0, 0)
 
 
-def test_a_claim_of_a_plugin_that_died_while_deleting_expires(neutron, hosts, monkeypatch):
+def test_a_claim_of_a_plugin_that_died_while_deleting_expires(neutron, hosts):
     creator, joiner = hosts
-    mine = creator.create_network("10.25.0.0/24")
-    network = next(n for n in neutron.networks() if n.name == naming.network_name(mine.docker_id))
+    _, network = _made_network(neutron, creator, "10.25.0.0/24")
     stale = f"{ownership.DELETING_PREFIX}kuryr@host9 at {time.time() - ownership.CLAIM_EXPIRES - 1:.0f}"
     neutron.update_network(network.id, description=stale)
     assert ownership.deletion_claim(neutron.get_network(network.id)) is None
     assert _create_call(joiner, "10.25.0.0/24", network.id)[0] == 200
-    neutron.update_network(network.id, description=stale.replace("host9", "host8").rsplit(" at ", 1)[0]
-                           + f" at {time.time():.0f}")
+    neutron.update_network(network.id, description=f"{ownership.DELETING_PREFIX}kuryr@host8 at {time.time():.0f}")
     status, answer = _create_call(joiner, "10.25.0.0/24", network.id)
     assert status == 409 and "kuryr@host8" in answer["Err"]
 
