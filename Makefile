@@ -57,15 +57,17 @@ chaos: up
 
 # The whole suite with the plugin going through a real Keystone (password auth, 200 s tokens,
 # so runs outlive several) to a keystone-auth Neutron API on 127.0.0.1:9697. The stack's plugin
-# serves from kuryr-keystone.conf for the run and from kuryr.conf again after it, pass or fail.
+# serves from kuryr-keystone.conf for the run and from kuryr.conf again after it, pass or fail;
+# so do the simulated hosts' plugins (the same Keystone user, over the underlay).
 KEYSTONE_CONF := /opt/kuryr-cnm/etc/kuryr-keystone.conf
 KEYSTONE_ACCESS_LOG := /opt/kuryr-cnm/log/keystone-access.log
 .PHONY: test-keystone
 test-keystone: up
 	bash stack/aio.sh keystone-up
-	@trap 'bash stack/aio.sh restart-plugin' EXIT; \
+	@trap 'bash stack/aio.sh restart-plugin; bash stack/aio.sh host-plugins-up' EXIT; \
 	seen=$$(wc -l < $(KEYSTONE_ACCESS_LOG)); \
 	PLUGIN_CONF=$(KEYSTONE_CONF) bash stack/aio.sh restart-plugin && \
+	PLUGIN_CONF=$(KEYSTONE_CONF) bash stack/aio.sh host-plugins-up && \
 	PLUGIN_CONF=$(KEYSTONE_CONF) KURYR_TEST_CONF=$(KEYSTONE_CONF) $(PYTEST) tests/unit tests/integration tests/e2e tests/multihost tests/chaos tests/fuzz \
 		$(PYTEST_ARGS); rc=$$?; \
 	echo "Keystone issued $$(tail -n +$$((seen + 1)) $(KEYSTONE_ACCESS_LOG) \

@@ -10,6 +10,8 @@
 #   aio.sh install  only the installation step of 'up'
 #   aio.sh restart-plugin [--kill]   restart kuryr-cnm alone (--kill: SIGKILL, as a crash);
 #                   PLUGIN_CONF=<file> serves it from another config (make test-keystone)
+#   aio.sh host-plugins-up   the simulated hosts' kuryr-cnm, restarted where their config changed
+#                   (through Keystone while PLUGIN_CONF is kuryr-keystone.conf, see hosts.sh)
 #   aio.sh keystone-up    Keystone on :5000 and a keystone-auth Neutron API on :9697 (after up)
 #   aio.sh keystone-down  stop those two
 #   aio.sh stop-neutron | start-neutron    the Neutron API alone (fault tests)
@@ -141,6 +143,7 @@ case "${1:-}" in
     restart-plugin)
         if [ "${2:-}" = --kill ] && pid_alive "$PLUGIN_PID"; then kill -KILL "$(cat "$PLUGIN_PID")"; fi
         stop_plugin; start_plugin ;;
+    host-plugins-up) hosts_plugins_up ;;
     # for the fault tests (tests/chaos): one piece down or restarted, the rest untouched
     stop-neutron) stop_neutron_api ;;
     start-neutron) start_neutron ;;
@@ -152,6 +155,6 @@ case "${1:-}" in
         [ -n "${2:-}" ] || die "usage: $0 $1 NAME (host2 .. host99)"
         [ "$1" = host-up ] && { pid_alive "$PLUGIN_PID" || die "the stack is not up: make up first"; }
         "${1/-/_}" "$2" ;;
-    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]|stop-neutron|start-neutron|" \
+    *) echo "usage: $0 {up|down|status|wipe|install|restart-plugin [--kill]|host-plugins-up|stop-neutron|start-neutron|" \
             "restart-docker [--live-restore]|restart-ovs|keystone-up|keystone-down|host-up NAME|host-down NAME|host-kill NAME}" >&2; exit 2 ;;
 esac

@@ -2,7 +2,8 @@
 
 Project `service`; user `kuryr` with role admin in it (binding:host_id is admin-only);
 user `neutron` with admin and service (keystonemiddleware validates tokens as it);
-service `neutron` (type network) with public/internal/admin endpoints in RegionOne.
+service `neutron` (type network) with public/internal/admin endpoints in RegionOne (the
+internal one may differ: the simulated hosts reach Neutron over the stack's underlay).
 Passwords come from a root-only file of `user=password` lines, never from argv, and
 are set again on every run, so the file stays the truth.
 """
@@ -43,11 +44,11 @@ def ensure_user(idn: Any, project: Any, domain_id: str, name: str, password: str
         idn.assign_project_role_to_user(project, user, roles[role])
 
 
-def ensure_endpoints(idn: Any, url: str) -> None:
+def ensure_endpoints(idn: Any, urls: dict[str, str]) -> None:
     svc = idn.find_service("neutron") or idn.create_service(name="neutron", type="network",
                                                            description="OpenStack Networking")
     have = {e.interface: e for e in idn.endpoints(service_id=svc.id)}
-    for interface in ("public", "internal", "admin"):
+    for interface, url in urls.items():
         endpoint = have.get(interface)
         if endpoint is None:
             idn.create_endpoint(service_id=svc.id, interface=interface, url=url, region_id=REGION)
@@ -60,6 +61,7 @@ def main() -> int:
     parser.add_argument("--auth-url", required=True)
     parser.add_argument("--passwords", required=True, help="file of user=password lines (admin, kuryr, neutron)")
     parser.add_argument("--network-url", required=True, help="Neutron endpoint for the catalog")
+    parser.add_argument("--internal-network-url", help="the internal Neutron endpoint (default: --network-url)")
     args = parser.parse_args()
     started = time.monotonic()
     passwords = read_passwords(args.passwords)
@@ -70,8 +72,10 @@ def main() -> int:
     roles = {r.name: r for r in idn.roles()}
     for name, role_names in USERS:
         ensure_user(idn, project, domain.id, name, passwords[name], roles, role_names)
-    ensure_endpoints(idn, args.network_url)
+    internal = args.internal_network_url or args.network_url
+    ensure_endpoints(idn, {"public": args.network_url, "internal": internal, "admin": args.network_url})
     print(f"Keystone: users kuryr, neutron in project service; network endpoints {args.network_url} "
+          f"(internal {internal}) "
           f"({time.monotonic() - started:.1f} s)")
     return 0
 

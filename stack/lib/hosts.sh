@@ -78,6 +78,7 @@ underlay_serve() {
         || ovs-appctl -t $OVN_RUN/ovnsb_db.ctl ovsdb-server/add-remote "$SB_UNDERLAY_REMOTE"
     [ "$(ovs-vsctl get open . external_ids:ovn-encap-ip)" = "\"$UNDERLAY_IP\"" ] \
         || ovs-vsctl set open . external_ids:ovn-encap-ip="$UNDERLAY_IP"
+    keystone_serve_underlay
     if ! curl -sf -o /dev/null --max-time 5 "$UNDERLAY_NEUTRON_URL/v2.0/networks"; then
         log "the Neutron API does not listen on the underlay yet: restarting it"
         stop_pidfile "$RUN/neutron-api.pid" "Neutron API" INT
@@ -212,9 +213,24 @@ host_docker_up() {
     ensure_image docker_host "$name"
 }
 
+# A host's plugin goes through Keystone when the main one does (PLUGIN_CONF is
+# kuryr-keystone.conf: make test-keystone), with the same user, as a cloud's hypervisors do:
+# ports of one project share its default security group, so that they reach each other.
+host_neutron_auth() {
+    if [ "$PLUGIN_CONF" = "$KURYR_KEYSTONE_CONF" ]; then
+        echo "# Neutron as the hosts reach it: Keystone and the catalog's internal endpoint, over the underlay"
+        kuryr_keystone_auth "$(ks_underlay_url "$KEYSTONE_PORT")/v3/"
+        echo "endpoint_type = internal"
+    else
+        echo "# Neutron as the hosts reach it, over the underlay"
+        echo "cloud = aio-underlay"
+    fi
+}
+
 write_host_plugin_config() {
     local name=$1
-    cat > "$(host_plugin_conf "$name")" <<EOF
+    # umask: under Keystone it holds kuryr's password
+    ( umask 077; cat > "$(host_plugin_conf "$name")"; chmod 600 "$(host_plugin_conf "$name")" ) <<EOF
 # Written by stack/lib/hosts.sh for the simulated host $name: its kuryr-cnm runs in netns $name.
 [DEFAULT]
 # the host's dockerd reads /run/docker/plugins from this directory (its own mount namespace)
@@ -234,8 +250,7 @@ ports_pool_min = 2
 ports_pool_batch = 4
 
 [neutron]
-# Neutron as the hosts reach it, over the underlay
-cloud = aio-underlay
+$(host_neutron_auth)
 default_subnetpool_v4 = kuryr
 default_subnetpool_v6 = kuryr6
 EOF
@@ -385,6 +400,16 @@ hosts_wanted() {
 }
 
 hosts_up() { local name; for name in $(hosts_wanted "${1:-1}"); do host_up "$name"; done; }
+
+# Every running host's kuryr-cnm again from its config as written now (Keystone or not, see
+# host_neutron_auth): restarted where that changed.
+hosts_plugins_up() {
+    local name
+    for name in $(known_hosts); do
+        pid_alive "$(host_ovs_run "$name")/ovs-vswitchd.pid" && host_plugin_up "$name"
+    done
+    return 0
+}
 
 # make down: every host stopped, still known to the next make up
 hosts_stop() { local name; for name in $(known_hosts); do host_stop "$name"; done; }

@@ -24,6 +24,16 @@ NKS_PID=$RUN/neutron-ks-api.pid
 # The 9697 API must not share the 9696 API's [DEFAULT] host (OVN hash ring, see its wrapper).
 NKS_HOST=$HOSTID-ks
 KURYR_KEYSTONE_CONF=$ETC/kuryr-keystone.conf
+# The simulated hosts (hosts.sh) reach both over the underlay, as real hypervisors reach a
+# cloud's internal endpoints: Keystone and the 9697 API also listen on 198.18.0.1 while it is
+# up, and the catalog's internal network endpoint is that address.
+ks_underlay_url() { echo "http://$UNDERLAY_IP:$1"; }
+
+# ks_binds <port>: gunicorn --bind arguments, loopback and (while it is up) the underlay
+ks_binds() {
+    echo "--bind 127.0.0.1:$1"
+    if underlay_present; then echo "--bind $UNDERLAY_IP:$1"; fi
+}
 
 install_keystone_venv() {
     local stamp=$KEYSTONE_VENV/.installed want
@@ -129,15 +139,17 @@ keystone_answers() { curl -sf -o /dev/null "http://127.0.0.1:$KEYSTONE_PORT/v3";
 config_fingerprint() { cat "$@" | sha256sum | cut -c1-16; }
 
 start_keystone_api() {
-    local want; want=$(config_fingerprint "$KS_ETC/keystone.conf" "$KS_ETC/keystone_wsgi.py")
+    local want binds; binds=$(ks_binds "$KEYSTONE_PORT")
+    want=$(config_fingerprint "$KS_ETC/keystone.conf" "$KS_ETC/keystone_wsgi.py" <(echo "$binds"))
     if pid_alive "$KS_PID" && [ "$(cat "$RUN/keystone.fingerprint" 2>/dev/null)" != "$want" ]; then
-        log "keystone.conf changed: restarting Keystone"
+        log "keystone.conf or its addresses changed: restarting Keystone"
         stop_pidfile "$KS_PID" "Keystone"
     fi
     if ! pid_alive "$KS_PID"; then
-        log "starting Keystone (gunicorn) on 127.0.0.1:$KEYSTONE_PORT, tokens for $KEYSTONE_TOKEN_EXPIRATION s"
+        log "starting Keystone (gunicorn) $(echo $binds), tokens for $KEYSTONE_TOKEN_EXPIRATION s"
+        # shellcheck disable=SC2086  # $binds: one word per argument
         ( export OS_KEYSTONE_CONFIG_DIR=$KS_ETC
-          exec setsid "$KEYSTONE_VENV/bin/gunicorn" --chdir "$KS_ETC" --bind "127.0.0.1:$KEYSTONE_PORT" \
+          exec setsid "$KEYSTONE_VENV/bin/gunicorn" --chdir "$KS_ETC" $binds \
             --workers 1 --threads 4 --worker-class gthread --timeout 60 --graceful-timeout 5 \
             --no-control-socket --pid "$KS_PID" --error-logfile "$LOG/keystone-gunicorn.log" \
             --access-logfile "$LOG/keystone-access.log" \
@@ -155,10 +167,12 @@ start_keystone_api() {
 # seen as 503s from the keystone-auth Neutron).
 register_keystone() {
     local want
-    want=$(cat "$KS_PASSWORDS" "$STACK/keystone_register.py" <(echo "$NEUTRON_KS_URL") | sha256sum | cut -c1-16)
+    local internal; internal=$(ks_underlay_url "$NEUTRON_KS_PORT")
+    want=$(cat "$KS_PASSWORDS" "$STACK/keystone_register.py" <(echo "$NEUTRON_KS_URL $internal") | sha256sum | cut -c1-16)
     [ -z "${KS_FRESH:-}" ] && [ "$(cat "$KS_STATE/registered" 2>/dev/null)" = "$want" ] && return 0
     "$PROJECT_VENV/bin/python" "$STACK/keystone_register.py" --auth-url "$KEYSTONE_URL" \
-        --passwords "$KS_PASSWORDS" --network-url "$NEUTRON_KS_URL" || die "Keystone registration failed"
+        --passwords "$KS_PASSWORDS" --network-url "$NEUTRON_KS_URL" --internal-network-url "$internal" \
+        || die "Keystone registration failed"
     echo "$want" > "$KS_STATE/registered"
 }
 
@@ -215,16 +229,18 @@ warm_up_neutron_ks() {
 }
 
 start_neutron_ks() {
-    local want fresh=; want=$(config_fingerprint "$NKS_ETC"/*)
+    local want fresh= also=()
+    underlay_present && also=(--bind "$UNDERLAY_IP:$NEUTRON_KS_PORT")
+    want=$(config_fingerprint "$NKS_ETC"/* <(echo "${also[*]}"))
     if pid_alive "$NKS_PID" && [ "$(cat "$RUN/neutron-ks-api.fingerprint" 2>/dev/null)" != "$want" ]; then
-        log "Neutron's config changed: restarting the keystone-auth Neutron API"
+        log "Neutron's config or addresses changed: restarting the keystone-auth Neutron API"
         stop_neutron_ks
     fi
     if ! pid_alive "$NKS_PID"; then
-        log "starting a second Neutron API (keystone auth, host $NKS_HOST) on $NEUTRON_KS_URL"
+        log "starting a second Neutron API (keystone auth, host $NKS_HOST) on $NEUTRON_KS_URL ${also[*]}"
         # its access log shows any 401 (an expired token) kuryr-cnm met
         spawn_neutron_api "$NKS_ETC" "$NEUTRON_KS_PORT" neutron-ks-api neutron_api_ks_wsgi \
-            --access-logfile "$LOG/neutron-ks-api-access.log"
+            --access-logfile "$LOG/neutron-ks-api-access.log" "${also[@]}"
         echo "$want" > "$RUN/neutron-ks-api.fingerprint"
         fresh=1
     fi
@@ -244,18 +260,23 @@ stop_neutron_ks() {
     return 0
 }
 
-# kuryr.conf with keystoneauth password options in [neutron] instead of `cloud = aio`.
-write_kuryr_keystone_conf() {
-    local block
-    block="# Written by 'aio.sh keystone-up' (stack/lib/keystone.sh): kuryr.conf, but through Keystone
-auth_type = password
-auth_url = $KEYSTONE_URL
+# kuryr_keystone_auth <auth url>: the [neutron] lines of a plugin that goes through Keystone
+kuryr_keystone_auth() {
+    echo "auth_type = password
+auth_url = $1
 username = kuryr
 password = $(ks_password kuryr)
 project_name = service
 user_domain_name = Default
 project_domain_name = Default
 region_name = RegionOne"
+}
+
+# kuryr.conf with keystoneauth password options in [neutron] instead of `cloud = aio`.
+write_kuryr_keystone_conf() {
+    local block
+    block="# Written by 'aio.sh keystone-up' (stack/lib/keystone.sh): kuryr.conf, but through Keystone
+$(kuryr_keystone_auth "$KEYSTONE_URL")"
     ( umask 077
       awk -v block="$block" '/^\[/ { section = $0 }
           section == "[neutron]" && /^cloud *=/ { print block; done = 1; next }
@@ -282,6 +303,19 @@ keystone_up() {
   Neutron (auth)   $NEUTRON_KS_URL  (keystone auth; $LOG/neutron-ks-api.log)
   kuryr-cnm conf   $KURYR_KEYSTONE_CONF  (user kuryr; passwords in $KS_PASSWORDS, root only)
 EOF
+}
+
+# While the underlay is up, Keystone and the 9697 API (if running) listen on it too (hosts.sh).
+keystone_serve_underlay() {
+    underlay_present || return 0
+    if pid_alive "$KS_PID" && ! curl -sf -o /dev/null --max-time 5 "$(ks_underlay_url "$KEYSTONE_PORT")/v3"; then
+        start_keystone_api   # its addresses changed: it restarts
+        register_keystone    # its first requests (see register_keystone)
+    fi
+    if pid_alive "$NKS_PID" && [ "$(curl -s -o /dev/null --max-time 5 -w '%{http_code}' \
+            "$(ks_underlay_url "$NEUTRON_KS_PORT")/v2.0/networks")" != 401 ]; then
+        start_neutron_ks
+    fi
 }
 
 stop_keystone() {

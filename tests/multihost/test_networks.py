@@ -24,6 +24,18 @@ def _container_ports(neutron, network_id: str) -> list[dict]:
     return [p for p in ports if p["device_id"]]
 
 
+def _settled_container_ports(neutron, network_id: str, count: int) -> list[dict]:
+    """The ports of `count` running containers, once each shows its container: a port a pool
+    handed out gets its device_id by a deferred write, after docker run has returned."""
+    found: list[dict] = []
+
+    def settled() -> bool:
+        found[:] = _container_ports(neutron, network_id)
+        return len(found) == count
+    host.wait_for(settled, timeout=30, interval=0.5, what=f"{count} container ports on {network_id}")
+    return found
+
+
 def _ping(cluster, engine: str, container: str, address: str, *args: str) -> None:
     # the first packet over a tunnel may go while OVS resolves its neighbour: one retry allowed
     cluster[engine].exec(container, "ping", "-c", "3", "-W", "2", *args, address, timeout=30)
@@ -36,8 +48,13 @@ def test_containers_on_three_hosts_talk_icmp_tcp_at_the_neutron_mtu(cluster, neu
     ips = {engine: cluster[engine].ip(c, net.name) for engine, c in containers.items()}
     assert len(set(ips.values())) == 3 and all(ipaddress.ip_address(i) in ipaddress.ip_network(net.subnet)
                                                for i in ips.values())
-    assert sorted(p["binding:host_id"] for p in _container_ports(neutron, net.neutron_id)) == \
-        sorted([host.hostname_id(), "host2", "host3"])
+    ports = _settled_container_ports(neutron, net.neutron_id, 3)
+    assert sorted(p["binding:host_id"] for p in ports) == sorted([host.hostname_id(), "host2", "host3"])
+    # One cloud, one kuryr user: every host's ports in one project, so one default security group
+    # (ingress from itself only) lets them reach each other. Hosts with other credentials, e.g. the
+    # main one through Keystone and the others not, lose every ping between them.
+    projects = {p["binding:host_id"]: (p["project_id"], tuple(p["security_groups"])) for p in ports}
+    assert len(set(projects.values())) == 1, f"hosts' ports in different projects or groups: {projects}"
     for engine, container in containers.items():
         assert cluster[engine].exec(container, "cat", "/sys/class/net/eth0/mtu").stdout.strip() == str(mtu)
     for src in ALL:
@@ -75,7 +92,7 @@ def test_expose_applies_to_a_container_reached_from_another_host(cluster, neutro
     server = cluster["host3"].run("srv", net.name, "--expose", "8080")
     client = cluster["host2"].run("cli", net.name)
     ip_server = cluster["host3"].ip(server, net.name)
-    (port,) = [p for p in _container_ports(neutron, net.neutron_id) if p["binding:host_id"] == "host3"]
+    (port,) = [p for p in _settled_container_ports(neutron, net.neutron_id, 2) if p["binding:host_id"] == "host3"]
     groups = neutron.get("/security-groups", params={"name": f"{port['id']}-exposed_ports"}).json()["security_groups"]
     assert len(groups) == 1 and groups[0]["id"] in port["security_groups"]
     assert [(r["protocol"], r["port_range_min"], r["port_range_max"]) for r in groups[0]["security_group_rules"]
