@@ -84,6 +84,27 @@ class Cluster:
             d.cleanup()
 
 
+def container_ports(neutron, network_id: str, binding_host: str | None = None) -> list[dict]:
+    """The ports of containers (kuryr's, an endpoint took them), not idle pool ports."""
+    params = {"network_id": network_id, "device_owner": "compute:kuryr"}
+    if binding_host is not None:
+        params["binding:host_id"] = binding_host
+    return [p for p in neutron.get("/ports", params=params).json()["ports"] if p["device_id"]]
+
+
+def settled_container_ports(neutron, network_id: str, count: int, binding_host: str | None = None) -> list[dict]:
+    """The ports of `count` running containers, once each shows its container: a port a host's
+    pool handed out gets its device_id by a deferred write, after docker run has returned."""
+    found: list[dict] = []
+
+    def settled() -> bool:
+        found[:] = container_ports(neutron, network_id, binding_host)
+        return len(found) == count
+    host.wait_for(settled, timeout=30, interval=0.5,
+                  what=f"{count} container ports on {network_id}{f' bound to {binding_host}' if binding_host else ''}")
+    return found
+
+
 def neutron_network_of(docker: Docker, network: str, neutron) -> str:
     docker_id = docker.inspect(network, "{{.Id}}")
     found = neutron.get("/networks", params={"tags": f"kuryr.net.uuid.lh:{docker_id[:32]}"}).json()["networks"]

@@ -7,16 +7,17 @@ import os
 import sys
 
 from tests import host
-from tests.multihost.conftest import MAIN, aio, ensure_host, neutron_network_of
+from tests.multihost.conftest import (MAIN, aio, container_ports, ensure_host, neutron_network_of,
+                                      settled_container_ports)
 
 VICTIM = "host3"
 
 
-def _ports(neutron, network_id: str, binding_host: str) -> dict[str, tuple[str, str]]:
-    """The containers' ports (an endpoint took them) bound to a host: id -> (status, mac)."""
-    ports = neutron.get("/ports", params={"network_id": network_id, "binding:host_id": binding_host,
-                                          "device_owner": "compute:kuryr"}).json()["ports"]
-    return {p["id"]: (p["status"], p["mac_address"]) for p in ports if p["device_id"]}
+def _ports(neutron, network_id: str, binding_host: str, settled: int | None = None) -> dict[str, tuple[str, str]]:
+    """The containers' ports bound to a host: id -> (status, mac); with `settled`, once there are that many."""
+    ports = (container_ports(neutron, network_id, binding_host) if settled is None
+             else settled_container_ports(neutron, network_id, settled, binding_host))
+    return {p["id"]: (p["status"], p["mac_address"]) for p in ports}
 
 
 def _alive(neutron, name: str) -> bool:
@@ -39,9 +40,8 @@ def _survivors_talk(cluster, net, containers: dict[str, str]) -> None:
 def test_a_host_that_loses_power_and_comes_back_cleans_up_and_its_containers_work(cluster, neutron):
     net = cluster.span("power", "10.88.0.0/24", neutron)
     containers = {e: cluster[e].run(f"p-{e}", net.name, "--restart", "always") for e in (MAIN, "host2", VICTIM)}
-    survivors = {h: _ports(neutron, net.neutron_id, h) for h in (host.hostname_id(), "host2")}
-    old = set(_ports(neutron, net.neutron_id, VICTIM))
-    assert len(old) == 1
+    survivors = {h: _ports(neutron, net.neutron_id, h, settled=1) for h in (host.hostname_id(), "host2")}
+    old = set(_ports(neutron, net.neutron_id, VICTIM, settled=1))
     try:
         aio("host-kill", VICTIM)
         _survivors_talk(cluster, net, containers)
@@ -65,7 +65,7 @@ def test_gc_of_a_dead_host_removes_its_share_and_keeps_the_others(cluster, neutr
     own_id = neutron_network_of(cluster[VICTIM], own, neutron)
     containers = {e: cluster[e].run(f"g-{e}", shared.name) for e in (MAIN, "host2", VICTIM)}
     cluster[VICTIM].run("g-own", own)
-    survivors = {h: _ports(neutron, shared.neutron_id, h) for h in (host.hostname_id(), "host2")}
+    survivors = {h: _ports(neutron, shared.neutron_id, h, settled=1) for h in (host.hostname_id(), "host2")}
     try:
         aio("host-kill", VICTIM)
         refused = _gc_dead_host(VICTIM)

@@ -7,7 +7,7 @@ import ipaddress
 
 from tests import host
 from tests.e2e.conftest import tcp_exchange
-from tests.multihost.conftest import ALL, MAIN
+from tests.multihost.conftest import ALL, MAIN, container_ports, settled_container_ports
 
 BUSYBOX_NC_PORT = 5000
 
@@ -16,24 +16,6 @@ def _tcp(cluster, server: tuple[str, str], client: tuple[str, str], address: str
     """A line over TCP from the client container to the server's (each: engine, name)."""
     return tcp_exchange((cluster[server[0]], server[1]), (cluster[client[0]], client[1]), address, port,
                         line="hello across hosts")
-
-
-def _container_ports(neutron, network_id: str) -> list[dict]:
-    """The ports of containers (kuryr's, an endpoint took them), not idle pool ports."""
-    ports = neutron.get("/ports", params={"network_id": network_id, "device_owner": "compute:kuryr"}).json()["ports"]
-    return [p for p in ports if p["device_id"]]
-
-
-def _settled_container_ports(neutron, network_id: str, count: int) -> list[dict]:
-    """The ports of `count` running containers, once each shows its container: a port a pool
-    handed out gets its device_id by a deferred write, after docker run has returned."""
-    found: list[dict] = []
-
-    def settled() -> bool:
-        found[:] = _container_ports(neutron, network_id)
-        return len(found) == count
-    host.wait_for(settled, timeout=30, interval=0.5, what=f"{count} container ports on {network_id}")
-    return found
 
 
 def _ping(cluster, engine: str, container: str, address: str, *args: str) -> None:
@@ -48,7 +30,7 @@ def test_containers_on_three_hosts_talk_icmp_tcp_at_the_neutron_mtu(cluster, neu
     ips = {engine: cluster[engine].ip(c, net.name) for engine, c in containers.items()}
     assert len(set(ips.values())) == 3 and all(ipaddress.ip_address(i) in ipaddress.ip_network(net.subnet)
                                                for i in ips.values())
-    ports = _settled_container_ports(neutron, net.neutron_id, 3)
+    ports = settled_container_ports(neutron, net.neutron_id, 3)
     assert sorted(p["binding:host_id"] for p in ports) == sorted([host.hostname_id(), "host2", "host3"])
     # One cloud, one kuryr user: every host's ports in one project, so one default security group
     # (ingress from itself only) lets them reach each other. Hosts with other credentials, e.g. the
@@ -92,7 +74,7 @@ def test_expose_applies_to_a_container_reached_from_another_host(cluster, neutro
     server = cluster["host3"].run("srv", net.name, "--expose", "8080")
     client = cluster["host2"].run("cli", net.name)
     ip_server = cluster["host3"].ip(server, net.name)
-    (port,) = [p for p in _settled_container_ports(neutron, net.neutron_id, 2) if p["binding:host_id"] == "host3"]
+    (port,) = [p for p in settled_container_ports(neutron, net.neutron_id, 2) if p["binding:host_id"] == "host3"]
     groups = neutron.get("/security-groups", params={"name": f"{port['id']}-exposed_ports"}).json()["security_groups"]
     assert len(groups) == 1 and groups[0]["id"] in port["security_groups"]
     assert [(r["protocol"], r["port_range_min"], r["port_range_max"]) for r in groups[0]["security_group_rules"]
@@ -113,7 +95,7 @@ def test_twenty_parallel_runs_on_each_of_three_hosts_at_once(cluster, neutron):
     assert len(set(ips.values())) == 60, "two containers got one address"
 
     def all_active() -> bool:
-        ports = _container_ports(neutron, net.neutron_id)
+        ports = container_ports(neutron, net.neutron_id)
         return len(ports) == 60 and all(p["status"] == "ACTIVE" for p in ports)
     host.wait_for(all_active, timeout=120, interval=1, what="60 ports ACTIVE")
     by_engine = {engine: name for engine, name in started}  # one sample per host
