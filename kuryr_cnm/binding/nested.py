@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from kuryr_cnm.binding import BindingError
@@ -39,15 +40,47 @@ def link_with_mac(mac: str) -> str | None:
     return None
 
 
-def vlan_supported() -> bool:
-    """Whether this kernel makes 802.1Q devices (CONFIG_VLAN_8021Q)."""
-    name = "kcnm-vlanprobe"
+DUMMY = "dummy"
+_PROBE_PARENT, _PROBE_VLAN = "kcnm-vprobe", "kcnm-vprobe.2"
+
+
+def vlan_supported(link_iface: str = "") -> bool:
+    """Whether this kernel makes 802.1Q devices (CONFIG_VLAN_8021Q).
+
+    The probe is a VLAN on a throwaway dummy device, deleted at once (its VLAN goes with it).
+    Not on `lo`: the kernel refuses a VLAN on any VLAN-challenged device (loopback is one)
+    with EOPNOTSUPP, "8021q: VLANs not supported on device", with 8021q loaded or not. Without
+    dummy devices (CONFIG_DUMMY), the probe's VLAN goes on link_iface itself, left DOWN."""
     with netlink() as ipr:
+        claim_name(ipr, _PROBE_PARENT, DUMMY)  # a leftover of a probe that was killed
         try:
-            ipr.link("add", ifname=name, kind=VLAN, link=1, vlan_id=2)
-        except NetlinkError:
+            ipr.link("add", ifname=_PROBE_PARENT, kind=DUMMY)
+        except NetlinkError as exc:
+            if exc.code != errno.EOPNOTSUPP or not link_iface:
+                raise BindingError(f"cannot probe for VLAN support: no dummy device ({exc}); set "
+                                   "[binding] link_iface") from exc
+            return _vlan_on(ipr, link_iface, _PROBE_VLAN)
+        try:
+            return _vlan_on(ipr, _PROBE_PARENT, _PROBE_VLAN)
+        finally:
+            delete_link(ipr, _PROBE_PARENT, DUMMY)
+
+
+def _vlan_on(ipr: IPRoute, parent_name: str, name: str) -> bool:
+    """Make (and delete) a VLAN child of parent_name: False if this kernel has no 802.1Q."""
+    parent = find_link(ipr, parent_name)
+    if parent is None:
+        raise BindingError(f"cannot probe for VLAN support: {parent_name} does not exist")
+    claim_name(ipr, name, VLAN)
+    try:
+        ipr.link("add", ifname=name, kind=VLAN, link=parent["index"], vlan_id=4094)
+    except NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            return True  # parent_name already has a VLAN 4094: 802.1Q works
+        if exc.code == errno.EOPNOTSUPP:  # "Unknown device type": no 8021q module
             return False
-        delete_link(ipr, name, VLAN)
+        raise BindingError(f"cannot probe for VLAN support on {parent_name}: {exc}") from exc
+    delete_link(ipr, name, VLAN)
     return True
 
 
