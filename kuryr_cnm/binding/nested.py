@@ -1,10 +1,12 @@
 """Nested mode's local side: the container's interface as a child device of the VM's NIC.
 
 `vlan`: an 802.1Q child of link_iface with the subport's VLAN id; `macvlan`: a macvlan
-(bridge mode, so containers of one VM reach each other) child. Either gets the port's
-MAC and the MTU and is left DOWN, like the container end of a veth: Docker moves it
-into the sandbox, renames it and brings it up; at sandbox removal Docker moves it back
-under its old name and DeleteEndpoint deletes it here. Nothing here talks to Neutron.
+(bridge mode, so containers of one VM reach each other) child with the port's MAC;
+`ipvlan`: an L2-mode ipvlan child, which always has link_iface's MAC (the kernel gives it
+its parent's; it cannot have another). Each gets the MTU and is left DOWN, like the
+container end of a veth: Docker moves it into the sandbox, renames it and brings it up; at
+sandbox removal Docker moves it back under its old name and DeleteEndpoint deletes it
+here. Nothing here talks to Neutron.
 """
 from __future__ import annotations
 
@@ -21,6 +23,11 @@ LOG = logging.getLogger(__name__)
 
 VLAN = "vlan"
 MACVLAN = "macvlan"
+IPVLAN = "ipvlan"
+CHILD_KINDS = (VLAN, MACVLAN, IPVLAN)
+_MODULES = {VLAN: "CONFIG_VLAN_8021Q / modprobe 8021q", MACVLAN: "CONFIG_MACVLAN / modprobe macvlan",
+            IPVLAN: "CONFIG_IPVLAN / modprobe ipvlan"}
+IPVLAN_MODE_L2 = 0  # the kernel's default is L3, which answers no ARP: OVN would never bind the address
 
 
 def link_mac(name: str) -> str | None:
@@ -35,7 +42,7 @@ def link_with_mac(mac: str) -> str | None:
     with netlink() as ipr:
         for link in ipr.get_links():
             kind = link.get(("linkinfo", "kind"))
-            if str(link.get("address") or "").lower() == mac.lower() and kind not in (VLAN, MACVLAN):
+            if str(link.get("address") or "").lower() == mac.lower() and kind not in CHILD_KINDS:
                 return str(link.get("ifname"))
     return None
 
@@ -91,21 +98,24 @@ def create_child(name: str, link_iface: str, kind: str, *, mac: str, mtu: int, v
         if parent is None:
             raise BindingError(f"link_iface {link_iface} does not exist: set [binding] link_iface to the VM's NIC")
         claim_name(ipr, name, kind)
-        attrs: dict[str, object] = {"ifname": name, "kind": kind, "link": parent["index"],
-                                    "address": mac.lower(), "mtu": mtu}
+        attrs: dict[str, object] = {"ifname": name, "kind": kind, "link": parent["index"], "mtu": mtu}
         if kind == VLAN:
-            attrs["vlan_id"] = vlan_id
+            attrs.update(address=mac.lower(), vlan_id=vlan_id)
+        elif kind == IPVLAN:
+            attrs["ipvlan_mode"] = IPVLAN_MODE_L2  # no address: it has its parent's
         else:
-            attrs["macvlan_mode"] = "bridge"
+            attrs.update(address=mac.lower(), macvlan_mode="bridge")
+        shown = f"{link_iface}'s" if kind == IPVLAN else mac
         try:
             ipr.link("add", **attrs)
         except NetlinkError as exc:
-            hint = ("this kernel has no 802.1Q support (CONFIG_VLAN_8021Q / modprobe 8021q)"
-                    if kind == VLAN and exc.code == errno.EOPNOTSUPP else
+            hint = (f"this kernel has no {kind} devices ({_MODULES[kind]})" if exc.code == errno.EOPNOTSUPP else
+                    f"{link_iface} already has macvlan children (or is in a bridge): ipvlan cannot share it"
+                    if kind == IPVLAN and exc.code == errno.EBUSY else
                     f"check the MTU ({mtu} must not exceed {link_iface}'s) and that the MAC is not in use")
-            raise BindingError(f"could not create {kind} {name} on {link_iface} (mac {mac}"
+            raise BindingError(f"could not create {kind} {name} on {link_iface} (mac {shown}"
                                f"{f', vlan {vlan_id}' if kind == VLAN else ''}): {exc}; {hint}") from exc
-    LOG.info("created %s %s on %s (mac %s%s)", kind, name, link_iface, mac, f", vlan {vlan_id}" if vlan_id else "")
+    LOG.info("created %s %s on %s (mac %s%s)", kind, name, link_iface, shown, f", vlan {vlan_id}" if vlan_id else "")
 
 
 def delete_child(name: str, kind: str) -> None:
