@@ -81,10 +81,14 @@ default_opts = [
                help="Global address space reported by IpamDriver.GetDefaultAddressSpaces."),
     cfg.StrOpt("default_port_driver", default="kuryr_libnetwork.port_driver.drivers.veth",
                deprecated_name="port_driver",
-               help="How a container is plugged: veth (bare metal: a veth pair bound to this host), "
-               "vlan (nested: a trunk subport of the VM's port, a VLAN child of [binding] link_iface) or "
-               "nested (macvlan child of link_iface, its addresses in the VM port's allowed address "
-               "pairs); upstream's module paths (kuryr_libnetwork.port_driver.drivers.<name>) work too."),
+               help="How a container is plugged: veth (bare metal: a veth pair bound to this host); in a "
+               "VM (nested), vlan (a trunk subport of the VM's port, a VLAN child of [binding] link_iface: "
+               "use it when the VM's port can be a trunk), ipvlan (an L2 ipvlan child of link_iface, its "
+               "addresses in the VM port's allowed address pairs with the VM port's own MAC: ML2/OVN, or "
+               "ML2/OVS with port security) or nested (alias macvlan; a macvlan child, its addresses paired "
+               "with its own MAC: ML2/OVS, or Neutron older than 28.0.1; ML2/OVN from 28.0.1 on refuses such "
+               "pairs); upstream's module paths (kuryr_libnetwork.port_driver.drivers.<name>) work too, and "
+               "nested with [binding] default_driver = kuryr.lib.binding.drivers.ipvlan is ipvlan."),
     cfg.ListOpt("enabled_port_drivers", default=["kuryr_libnetwork.port_driver.drivers.veth"],
                 help="Accepted for compatibility; default_port_driver alone chooses the driver."),
     cfg.BoolOpt("process_external_connectivity", default=True,
@@ -132,7 +136,8 @@ binding_opts = [
     cfg.StrOpt("veth_dst_prefix", default="eth",
                help="Name prefix Docker gives the interface inside the container."),
     cfg.StrOpt("default_driver", default="kuryr.lib.binding.drivers.veth",
-               deprecated_name="driver", help="Binding driver (veth, vlan, macvlan)."),
+               deprecated_name="driver", help="Binding driver (veth, vlan, macvlan, ipvlan); with "
+               "default_port_driver = nested, ipvlan chooses the ipvlan port driver."),
     cfg.ListOpt("enabled_drivers", default=["kuryr.lib.binding.drivers.veth"],
                 help="Binding drivers that may be used."),
     cfg.StrOpt("link_iface", default="",

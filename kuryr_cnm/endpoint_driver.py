@@ -69,8 +69,10 @@ class EndpointDriver:
         return self._interface_answer(req, port)
 
     def _interface_answer(self, req: CreateEndpointRequest, port: Port) -> dict[str, Any]:
-        # Docker rejects an answer that changes a value it supplied: send only the MAC, only when it gave none.
-        return {"Interface": {} if req.interface.mac_address else {"MacAddress": port.mac_address}}
+        # Docker rejects an answer that changes a value it supplied: send only the MAC, only when it gave none
+        # (and none for an interface whose MAC is not the port's: Docker would try to set it, nested ipvlan)
+        mac = self._plugging.container_mac(port)
+        return {"Interface": {"MacAddress": mac} if mac and not req.interface.mac_address else {}}
 
     def _port_for(self, network: DockerNetwork, req: CreateEndpointRequest) -> Port:
         addresses = [_ip(a) for a in (req.interface.address, req.interface.address_ipv6) if a]
@@ -187,9 +189,11 @@ class EndpointDriver:
             if subnet.gateway_ip:
                 gateways[subnet.ip_version] = subnet.gateway_ip
             routes += [StaticRoute(dest, hop) for dest, hop in subnet.host_routes]
-        return JoinResponse(src_name=endpoint.container_ifname, dst_prefix=self._conf.binding.veth_dst_prefix,
-                            gateway=gateways.get(4, ""), gateway_ipv6=gateways.get(6, ""),
-                            static_routes=tuple(routes)).to_json()
+        answer = JoinResponse(src_name=endpoint.container_ifname, dst_prefix=self._conf.binding.veth_dst_prefix,
+                              gateway=gateways.get(4, ""), gateway_ipv6=gateways.get(6, ""),
+                              static_routes=tuple(routes)).to_json()
+        self._plugging.joined(endpoint.port, req.sandbox_key)
+        return answer
 
     def _current_subnets(self, endpoint: Endpoint) -> list[Subnet]:
         """The endpoint's subnets as Neutron has them now (gateway and host routes may have

@@ -6,8 +6,9 @@ and unplugs it as the mirror image. The endpoint driver holds a Plugging and no 
   `--mac-address`) is bound first; then a veth pair and the binder for its `binding:vif_type`
   (binding.Plugger, over Open vSwitch's database).
 * `NestedPlugging` (a Nova VM): ports stay unbound; the nested driver makes the port a trunk
-  subport or an address pair of the VM's port, then a child device of the VM's NIC. It never
-  touches Open vSwitch, which the VM does not have.
+  subport or an address pair of the VM's port, then a child device of the VM's NIC (and, for
+  ipvlan, announces the container's address once it has joined). It never touches Open
+  vSwitch, which the VM does not have.
 
 Errors: a binder's or the nested driver's failure reaches Docker as a BackendError that names
 the port; Neutron's own errors pass through (the handler's edge translates them).
@@ -61,6 +62,13 @@ class Plugging(abc.ABC):
     @abc.abstractmethod
     def unplug(self, port: Port, endpoint_id: str, mtu: int) -> None:
         """Mirror of plug; repeating it, or unplugging what is half there, is fine."""
+
+    def container_mac(self, port: Port) -> str:
+        """The MAC to tell Docker from CreateEndpoint (Docker sets it on the interface); "" for none."""
+        return port.mac_address
+
+    def joined(self, port: Port, sandbox_key: str) -> None:  # noqa: B027 - nothing to do by default
+        """Join answered: Docker is moving the interface into the sandbox at `sandbox_key`."""
 
     @abc.abstractmethod
     def unplug_orphan(self, plugged: Plugged) -> None:
@@ -150,12 +158,22 @@ class NestedPlugging(Plugging):
         return self.driver.default_network_id()  # the VM's network: adopted, never deleted
 
     def plug(self, port: Port, endpoint_id: str, mtu: int, mac: str = "") -> tuple[Port, HostInterface]:
+        if mac and not self.driver.own_mac:
+            raise errors.BadRequest(f"--mac-address {mac}: the {self.driver.name} port driver's containers have "
+                                    "the MAC of the VM's NIC, which they cannot change; start the container "
+                                    "without --mac-address")
         if mac:  # unbound, so its MAC can change
             port = self._client.update_port(port.id, mac_address=mac)
         return port, self.driver.plug(port, mtu)
 
     def unplug(self, port: Port, endpoint_id: str, mtu: int) -> None:
         self.driver.unplug(port)
+
+    def container_mac(self, port: Port) -> str:
+        return self.driver.container_mac(port)
+
+    def joined(self, port: Port, sandbox_key: str) -> None:
+        self.driver.joined(port, sandbox_key)
 
     def unplug_orphan(self, plugged: Plugged) -> None:
         """Nothing recorded on the host names a port (issue 12 adds the child devices)."""

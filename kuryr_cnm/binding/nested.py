@@ -1,16 +1,19 @@
 """Nested mode's local side: the container's interface as a child device of the VM's NIC.
 
 `vlan`: an 802.1Q child of link_iface with the subport's VLAN id; `macvlan`: a macvlan
-(bridge mode, so containers of one VM reach each other) child. Either gets the port's
-MAC and the MTU and is left DOWN, like the container end of a veth: Docker moves it
-into the sandbox, renames it and brings it up; at sandbox removal Docker moves it back
-under its old name and DeleteEndpoint deletes it here. Nothing here talks to Neutron.
+(bridge mode, so containers of one VM reach each other) child with the port's MAC;
+`ipvlan`: an L2-mode ipvlan child, which always has link_iface's MAC (the kernel gives it
+its parent's; it cannot have another). Each gets the MTU and is left DOWN, like the
+container end of a veth: Docker moves it into the sandbox, renames it and brings it up; at
+sandbox removal Docker moves it back under its old name and DeleteEndpoint deletes it
+here. Nothing here talks to Neutron.
 """
 from __future__ import annotations
 
 import errno
 import logging
 
+from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from kuryr_cnm.binding import BindingError
@@ -20,6 +23,11 @@ LOG = logging.getLogger(__name__)
 
 VLAN = "vlan"
 MACVLAN = "macvlan"
+IPVLAN = "ipvlan"
+CHILD_KINDS = (VLAN, MACVLAN, IPVLAN)
+_MODULES = {VLAN: "CONFIG_VLAN_8021Q / modprobe 8021q", MACVLAN: "CONFIG_MACVLAN / modprobe macvlan",
+            IPVLAN: "CONFIG_IPVLAN / modprobe ipvlan"}
+IPVLAN_MODE_L2 = 0  # the kernel's default is L3, which answers no ARP: OVN would never bind the address
 
 
 def link_mac(name: str) -> str | None:
@@ -34,20 +42,52 @@ def link_with_mac(mac: str) -> str | None:
     with netlink() as ipr:
         for link in ipr.get_links():
             kind = link.get(("linkinfo", "kind"))
-            if str(link.get("address") or "").lower() == mac.lower() and kind not in (VLAN, MACVLAN):
+            if str(link.get("address") or "").lower() == mac.lower() and kind not in CHILD_KINDS:
                 return str(link.get("ifname"))
     return None
 
 
-def vlan_supported() -> bool:
-    """Whether this kernel makes 802.1Q devices (CONFIG_VLAN_8021Q)."""
-    name = "kcnm-vlanprobe"
+DUMMY = "dummy"
+_PROBE_PARENT, _PROBE_VLAN = "kcnm-vprobe", "kcnm-vprobe.2"
+
+
+def vlan_supported(link_iface: str = "") -> bool:
+    """Whether this kernel makes 802.1Q devices (CONFIG_VLAN_8021Q).
+
+    The probe is a VLAN on a throwaway dummy device, deleted at once (its VLAN goes with it).
+    Not on `lo`: the kernel refuses a VLAN on any VLAN-challenged device (loopback is one)
+    with EOPNOTSUPP, "8021q: VLANs not supported on device", with 8021q loaded or not. Without
+    dummy devices (CONFIG_DUMMY), the probe's VLAN goes on link_iface itself, left DOWN."""
     with netlink() as ipr:
+        claim_name(ipr, _PROBE_PARENT, DUMMY)  # a leftover of a probe that was killed
         try:
-            ipr.link("add", ifname=name, kind=VLAN, link=1, vlan_id=2)
-        except NetlinkError:
+            ipr.link("add", ifname=_PROBE_PARENT, kind=DUMMY)
+        except NetlinkError as exc:
+            if exc.code != errno.EOPNOTSUPP or not link_iface:
+                raise BindingError(f"cannot probe for VLAN support: no dummy device ({exc}); set "
+                                   "[binding] link_iface") from exc
+            return _vlan_on(ipr, link_iface, _PROBE_VLAN)
+        try:
+            return _vlan_on(ipr, _PROBE_PARENT, _PROBE_VLAN)
+        finally:
+            delete_link(ipr, _PROBE_PARENT, DUMMY)
+
+
+def _vlan_on(ipr: IPRoute, parent_name: str, name: str) -> bool:
+    """Make (and delete) a VLAN child of parent_name: False if this kernel has no 802.1Q."""
+    parent = find_link(ipr, parent_name)
+    if parent is None:
+        raise BindingError(f"cannot probe for VLAN support: {parent_name} does not exist")
+    claim_name(ipr, name, VLAN)
+    try:
+        ipr.link("add", ifname=name, kind=VLAN, link=parent["index"], vlan_id=4094)
+    except NetlinkError as exc:
+        if exc.code == errno.EEXIST:
+            return True  # parent_name already has a VLAN 4094: 802.1Q works
+        if exc.code == errno.EOPNOTSUPP:  # "Unknown device type": no 8021q module
             return False
-        delete_link(ipr, name, VLAN)
+        raise BindingError(f"cannot probe for VLAN support on {parent_name}: {exc}") from exc
+    delete_link(ipr, name, VLAN)
     return True
 
 
@@ -58,21 +98,24 @@ def create_child(name: str, link_iface: str, kind: str, *, mac: str, mtu: int, v
         if parent is None:
             raise BindingError(f"link_iface {link_iface} does not exist: set [binding] link_iface to the VM's NIC")
         claim_name(ipr, name, kind)
-        attrs: dict[str, object] = {"ifname": name, "kind": kind, "link": parent["index"],
-                                    "address": mac.lower(), "mtu": mtu}
+        attrs: dict[str, object] = {"ifname": name, "kind": kind, "link": parent["index"], "mtu": mtu}
         if kind == VLAN:
-            attrs["vlan_id"] = vlan_id
+            attrs.update(address=mac.lower(), vlan_id=vlan_id)
+        elif kind == IPVLAN:
+            attrs["ipvlan_mode"] = IPVLAN_MODE_L2  # no address: it has its parent's
         else:
-            attrs["macvlan_mode"] = "bridge"
+            attrs.update(address=mac.lower(), macvlan_mode="bridge")
+        shown = f"{link_iface}'s" if kind == IPVLAN else mac
         try:
             ipr.link("add", **attrs)
         except NetlinkError as exc:
-            hint = ("this kernel has no 802.1Q support (CONFIG_VLAN_8021Q / modprobe 8021q)"
-                    if kind == VLAN and exc.code == errno.EOPNOTSUPP else
+            hint = (f"this kernel has no {kind} devices ({_MODULES[kind]})" if exc.code == errno.EOPNOTSUPP else
+                    f"{link_iface} already has macvlan children (or is in a bridge): ipvlan cannot share it"
+                    if kind == IPVLAN and exc.code == errno.EBUSY else
                     f"check the MTU ({mtu} must not exceed {link_iface}'s) and that the MAC is not in use")
-            raise BindingError(f"could not create {kind} {name} on {link_iface} (mac {mac}"
+            raise BindingError(f"could not create {kind} {name} on {link_iface} (mac {shown}"
                                f"{f', vlan {vlan_id}' if kind == VLAN else ''}): {exc}; {hint}") from exc
-    LOG.info("created %s %s on %s (mac %s%s)", kind, name, link_iface, mac, f", vlan {vlan_id}" if vlan_id else "")
+    LOG.info("created %s %s on %s (mac %s%s)", kind, name, link_iface, shown, f", vlan {vlan_id}" if vlan_id else "")
 
 
 def delete_child(name: str, kind: str) -> None:

@@ -70,6 +70,7 @@ class NestedDriver(abc.ABC):
 
     name: str
     kind: str  # the child device's link kind
+    own_mac = True  # the child has the container port's MAC (ipvlan: link_iface's, which Docker must not set)
 
     def __init__(self, client: NeutronClient, vm: VmPort) -> None:
         self._client = client
@@ -98,6 +99,13 @@ class NestedDriver(abc.ABC):
         except BindingError as exc:
             raise errors.BackendError(str(exc)) from None
         self._detach(port)
+
+    def container_mac(self, port: Port) -> str:
+        """The MAC to tell Docker (it sets it in the sandbox); "" for none."""
+        return port.mac_address if self.own_mac else ""
+
+    def joined(self, port: Port, sandbox_key: str) -> None:  # noqa: B027 - optional hook
+        """The container's sandbox has the child device now, or will have in a moment."""
 
     @abc.abstractmethod
     def check(self) -> None:

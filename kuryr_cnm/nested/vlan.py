@@ -11,6 +11,7 @@ import logging
 import threading
 
 from kuryr_cnm import errors
+from kuryr_cnm.binding import BindingError
 from kuryr_cnm.binding import nested as links
 from kuryr_cnm.nested.base import NestedDriver, NestedError
 from kuryr_cnm.neutron import Port
@@ -50,7 +51,11 @@ class VlanDriver(NestedDriver):
 
     def check(self) -> None:
         subports(self._vm.port())
-        if not links.vlan_supported():
+        try:
+            supported = links.vlan_supported(self._vm.link_iface())
+        except BindingError as exc:
+            raise NestedError(str(exc)) from None
+        if not supported:
             raise NestedError("this kernel cannot make VLAN devices (CONFIG_VLAN_8021Q; modprobe 8021q)")
 
     def _attach(self, port: Port) -> int:
