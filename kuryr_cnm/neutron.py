@@ -372,7 +372,12 @@ class NeutronClient:
             raise
 
     def remove_tag(self, collection: str, resource_id: str, tag: str) -> None:
-        self._request("DELETE", f"/{collection}/{resource_id}/tags/{tag}", ok=(204, 404))
+        """Done if the tag, or the whole resource, is gone (deleted meanwhile: nothing to remove)."""
+        try:
+            with self._gone_if_missing(collection, resource_id):
+                self._request("DELETE", f"/{collection}/{resource_id}/tags/{tag}", ok=(204, 404))
+        except errors.NeutronNotFound:
+            pass
 
     # -- security groups --
     def create_security_group(self, name: str, description: str = "") -> str:

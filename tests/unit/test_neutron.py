@@ -144,3 +144,18 @@ def test_a_tag_write_on_a_resource_deleted_meanwhile_says_so():
     adapter = ScriptedAdapter((500, internal), (200, b'{"subnet": {"id": "s1"}}'))
     with pytest.raises(errors.NeutronServerError):  # there: a real server error, as it was
         client_with(adapter).set_tags("subnets", "s1", ["t"])
+
+
+def test_a_tag_removal_on_a_resource_deleted_meanwhile_is_done():
+    """A Docker network backing out of a network that another host's last user is deleting removes
+    its tags; Neutron 29 answered DELETE .../tags/<tag> with a 500 once the network was gone, and
+    CreateNetwork failed with "internal server error" (CI, the multi-host create-during-rm test)."""
+    internal = (b'{"NeutronError": {"type": "HTTPInternalServerError", '
+                b'"message": "Request Failed: internal server error"}}')
+    gone = b'{"NeutronError": {"type": "NetworkNotFound", "message": "Network n1 could not be found."}}'
+    adapter = ScriptedAdapter((500, internal), (404, gone))
+    client_with(adapter).remove_tag("networks", "n1", "t")
+    assert adapter.sent == ["DELETE /networks/n1/tags/t", "GET /networks/n1"]
+    adapter = ScriptedAdapter((500, internal), (200, b'{"network": {"id": "n1"}}'))
+    with pytest.raises(errors.NeutronServerError):  # there: a real server error, as it was
+        client_with(adapter).remove_tag("networks", "n1", "t")
