@@ -30,9 +30,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib/plugin.sh"
 . "$HERE/lib/keystone.sh"
 . "$HERE/lib/hosts.sh"
+. "$HERE/lib/vm.sh"
 
 APT_PACKAGES=(docker.io openvswitch-switch ovn-central ovn-host mariadb-server python3-venv
-              iproute2 ethtool busybox-static curl ca-certificates procps)
+              iproute2 ethtool busybox-static curl ca-certificates procps
+              qemu-system-x86 linux-image-amd64)  # the last two: the nested-mode VM (stack/lib/vm.sh)
 
 apt_install() {
     local missing=() p
@@ -73,6 +75,7 @@ do_install() {
     install_neutron_venv
     install_docker_debs
     install_project_venv
+    install_vng_venv
 }
 
 do_up() {

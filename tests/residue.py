@@ -11,13 +11,17 @@ Only test-made things go, and only while no other pytest runs on this host:
   one) whose Docker network exists on no engine, with their ports, subnets and
   kuryrPool-* subnetpools;
 * kuryrPool-* subnetpools no subnet uses;
-* ports a test plugin (kcnm*) made whose plugin process is gone.
+* ports a test plugin (kcnm*) made whose plugin process is gone;
+* the nested tier's VMs (tests/nested/vm.py: QEMU processes of /tmp/kcnm-vm-* and those
+  folders), their taps (tapkcnm*) and their trunks (kcnmt-vm-*), so that their ports can go.
 Anything younger than AGE_S is left alone: it may be mid-creation.
 """
 from __future__ import annotations
 
 import datetime
 import os
+import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +98,25 @@ def _is_leftover_network(net: dict[str, Any], docker_ids: set[str] | None) -> bo
     return not any(i.startswith(name[len("kuryr-net-"):]) for i in docker_ids)
 
 
+def _vm_sweep(neutron: Any, procs: dict[int, host.Process], now: datetime.datetime, swept: list[str]) -> None:
+    for pid, proc in procs.items():
+        if any(a.startswith("/tmp/kcnm-vm-") or ",ifname=tapkcnm" in a for a in proc.argv):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                swept.append(f"VM process {pid}")
+            except ProcessLookupError:
+                pass
+    for folder in Path("/tmp").glob("kcnm-vm-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+    for tap in (n for n in host.host_links() if n.startswith("tapkcnm")):
+        host.run(["ovs-vsctl", "--if-exists", "del-port", "br-int", tap], check=False)
+        host.run(["ip", "link", "del", tap], check=False)
+        swept.append(f"tap {tap}")
+    for trunk in neutron.get("/trunks").json()["trunks"]:
+        if (trunk.get("name") or "").startswith("kcnmt-vm-") and _old(trunk, now):
+            _delete(neutron, "trunks", trunk, swept)
+
+
 def _delete(neutron: Any, path: str, item: dict[str, Any], swept: list[str]) -> None:
     if neutron.delete(f"/{path}/{item['id']}").status_code in (204, 404):
         swept.append(f"{path} {item.get('name') or ''} {item['id']}".replace("  ", " "))
@@ -105,9 +128,10 @@ def sweep(neutron: Any) -> list[str]:
     if _other_pytest_running(procs):
         return []
     swept: list[str] = []
+    now = datetime.datetime.now(datetime.timezone.utc)
+    _vm_sweep(neutron, procs, now, swept)
     docker_ids = _docker_sweep(swept)
     live = _live_plugins(procs)
-    now = datetime.datetime.now(datetime.timezone.utc)
     get = lambda path, key: neutron.get(path).json()[key]  # noqa: E731
     networks = {n["id"] for n in get("/networks", "networks")
                 if _old(n, now) and _is_leftover_network(n, docker_ids)}

@@ -1,0 +1,124 @@
+"""Nested mode in a real VM (tests/nested/conftest.py): containers in the VM on the Neutron
+network of a plain kuryr-cnm container on this host, per port driver (vlan: trunk subports;
+ipvlan: the VM port's allowed address pairs), and a crash of the VM's kuryr-cnm.
+
+One VM for the module; the tests run in order and each leaves the VM as it found it."""
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from tests import host
+from tests.nested.conftest import GUEST_DOCKER, HOST_IP, Guest, guest_network
+
+PARALLEL = 10
+NC_PORT = 5000
+
+
+def _subports(neutron, guest: Guest) -> list[dict]:
+    return neutron.get(f"/trunks/{guest.trunk['id']}").json()["trunk"]["sub_ports"]
+
+
+def _pairs(neutron, guest: Guest) -> list[dict]:
+    return neutron.get(f"/ports/{guest.vm_port['id']}").json()["port"]["allowed_address_pairs"]
+
+
+def _container_ports(neutron, guest: Guest) -> list[dict]:
+    """kuryr's ports on the VM's network other than the host container's and the VM's own."""
+    ports = neutron.get("/ports", params={"network_id": guest.neutron_network}).json()["ports"]
+    host_ips = {HOST_IP}
+    return [p for p in ports if p["id"] != guest.vm_port["id"] and p["device_owner"] != "network:distributed"
+            and not {f["ip_address"] for f in p["fixed_ips"]} & host_ips]
+
+
+def _talks_to_the_host(guest: Guest, container: str) -> None:
+    # a subport is up once OVN has bound it; under TCG that can trail docker run by seconds
+    host.eventually(lambda: guest.exec(container, "ping", "-c", "1", "-W", "2", HOST_IP, timeout=30), timeout=60,
+                    interval=1)
+    guest.exec(container, "ping", "-c", "3", "-W", "3", HOST_IP, timeout=60)
+    # TCP: the host container serves one line, the VM's container reads it
+    guest.host_docker.exec(guest.host_container, "sh", "-c",
+                           f"echo hello-from-the-host | nc -l -p {NC_PORT} >/dev/null 2>&1 &")
+    out = guest.exec(container, "sh", "-c", f"nc -w 10 {HOST_IP} {NC_PORT} </dev/null", timeout=60)["out"]
+    assert out.strip() == "hello-from-the-host", out
+
+
+def _nothing_left(neutron, guest: Guest, network: str) -> None:
+    guest.docker("network", "rm", network)
+    guest.networks.remove(network)
+    host.eventually(lambda: _assert_clean(neutron, guest), timeout=60, interval=2)
+
+
+def _assert_clean(neutron, guest: Guest) -> None:
+    assert _subports(neutron, guest) == []
+    assert _pairs(neutron, guest) == []
+    assert _container_ports(neutron, guest) == []
+    for kind in ("vlan", "ipvlan", "macvlan"):
+        assert guest.links(kind) == [], f"{kind} devices left in the VM"
+
+
+@pytest.mark.parametrize("driver", ["vlan", "ipvlan"])
+def test_containers_in_the_vm_reach_a_host_container_and_ten_start_at_once(guest, neutron, driver) -> None:
+    guest.start_plugin(driver)
+    try:
+        network = guest_network(guest, f"vm{driver}")
+        a, b = guest.run(f"{driver}-a", network), guest.run(f"{driver}-b", network)
+        for container in (a, b):
+            _talks_to_the_host(guest, container)
+        if driver == "vlan":
+            ids = sorted(s["segmentation_id"] for s in _subports(neutron, guest))
+            assert len(ids) == 2 and len(set(ids)) == 2, ids
+            assert len(guest.links("vlan")) == 0, "the VLAN children are in the containers, not the VM"
+        else:
+            ips = {guest.ip(c, network) for c in (a, b)}
+            assert {p["ip_address"] for p in _pairs(neutron, guest)} == ips
+            assert {p["mac_address"] for p in _pairs(neutron, guest)} == {guest.vm_port["mac_address"]}
+        guest.rm(a, b)
+        # ten at once
+        guest.vm.sh(" ".join(f"{_guest_run(guest, f'{driver}-p{i}', network)} >/dev/null &" for i in range(PARALLEL))
+                    + " wait", timeout=600)
+        started = [f"kcnmt-{driver}-p{i}-{guest.tag}" for i in range(PARALLEL)]
+        guest.containers.extend(started)
+        running = guest.docker("ps", "--filter", f"name={driver}-p", "--format", "{{.Names}}").split()
+        assert sorted(running) == sorted(started)
+        ips = {guest.ip(c, network) for c in started}
+        assert len(ips) == PARALLEL, "two containers got one address"
+        if driver == "vlan":
+            ids = [s["segmentation_id"] for s in _subports(neutron, guest)]
+            assert len(ids) == PARALLEL and len(set(ids)) == PARALLEL, ids
+        else:
+            assert {p["ip_address"] for p in _pairs(neutron, guest)} == ips
+        _talks_to_the_host(guest, started[-1])
+        guest.rm(*started)
+        _nothing_left(neutron, guest, network)
+    finally:
+        guest.clear()
+        guest.stop_plugin()
+
+
+def _guest_run(guest: Guest, name: str, network: str) -> str:
+    """A shell command line of docker run -d in the VM."""
+    return shlex.join([*GUEST_DOCKER, "run", "-d", "--name", f"kcnmt-{name}-{guest.tag}", "--network", network,
+                       host.TEST_IMAGE, "sleep", "3600"])
+
+
+def test_a_crash_of_the_vms_kuryr_cnm_leaves_its_containers_working(guest, neutron) -> None:
+    guest.start_plugin("vlan")
+    network = guest_network(guest, "vmcrash")
+    a = guest.run("crash-a", network)
+    _talks_to_the_host(guest, a)
+    subports = _subports(neutron, guest)
+    guest.stop_plugin("KILL")
+    _talks_to_the_host(guest, a)  # the datapath needs no plugin
+    guest.start_plugin("vlan")
+    try:
+        assert _subports(neutron, guest) == subports, "the restart changed the running container's subport"
+        b = guest.run("crash-b", network)
+        _talks_to_the_host(guest, b)
+        _talks_to_the_host(guest, a)
+        guest.rm(a, b)
+        _nothing_left(neutron, guest, network)
+    finally:
+        guest.clear()
+        guest.stop_plugin()
