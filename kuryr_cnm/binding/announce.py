@@ -17,21 +17,19 @@ AF_PACKET socket made there too, and goes back to the plugin's namespace.
 """
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import ipaddress
 import logging
-import os
 import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+
+from kuryr_cnm.binding.namespaces import netns
 
 LOG = logging.getLogger(__name__)
 
-CLONE_NEWNET = 0x40000000
 ETH_P_ARP = 0x0806
 ETH_P_IP = 0x0800
 ARPHRD_ETHER = 1
@@ -51,31 +49,6 @@ def arp_announcement(mac: str, ip: str) -> bytes:
     ethernet = b"\xff" * 6 + hw + struct.pack("!H", ETH_P_ARP)
     arp = struct.pack("!HHBBH", ARPHRD_ETHER, ETH_P_IP, 6, 4, ARPOP_REQUEST) + hw + address + bytes(6) + address
     return ethernet + arp
-
-
-def _setns(fd: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"setns: {os.strerror(code)}")
-
-
-@contextmanager
-def netns(path: str) -> Iterator[None]:
-    """The calling thread in the network namespace at `path` (a SandboxKey), and back after."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(path, os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
 
 
 def _ifreq(sock: socket.socket, request: int, name: str) -> bytes:

@@ -24,6 +24,7 @@ from tests.nested.vm import NEUTRON_IN_GUEST, NEUTRON_PORT, Vm
 SUBNET = "10.78.0.0/24"
 HOST_IP = "10.78.0.250"  # the plain container on this host
 GUEST_DOCKER = ["/usr/bin/docker", "-H", "unix:///run/kcnm-docker.sock"]
+GUEST_CONTAINERD = "/run/kcnm-containerd/containerd.sock"
 PLUGIN_SOCK = "/run/docker/plugins/kuryr.sock"
 KURYR_CNM = os.path.join(os.path.dirname(sys.executable), "kuryr-cnm")  # the project's venv, visible in the guest
 
@@ -144,7 +145,14 @@ def _guest_setup(guest: Guest, mtu: int) -> None:
     vm.sh(f"modprobe -a 8021q ipvlan macvlan overlay && ip link set {guest.nic} mtu {mtu} up && "
           f"ip addr add {vm_ip}/24 dev {guest.nic} && "
           "mkdir -p /var/lib/kcnm-docker /run/docker/plugins && mount -t tmpfs -o size=2g tmpfs /var/lib/kcnm-docker")
-    vm.spawn("/usr/sbin/dockerd", "--data-root", "/var/lib/kcnm-docker", "--exec-root", "/run/kcnm-docker-exec",
+    # containerd first, on its own: dockerd 20.10 gives the containerd it starts itself a fixed
+    # few seconds, which TCG emulation on a busy host overran ("timeout waiting for containerd")
+    vm.spawn("/usr/bin/containerd", "--root", "/var/lib/kcnm-docker/containerd", "--state", "/run/kcnm-containerd",
+             "--address", GUEST_CONTAINERD, log=str(vm.workdir / "containerd.log"))
+    host.wait_for(lambda: vm.run("ctr", "--address", GUEST_CONTAINERD, "version", check=False)["rc"] == 0,
+                  timeout=180, interval=2, what="containerd in the VM")
+    vm.spawn("/usr/sbin/dockerd", "--containerd", GUEST_CONTAINERD,
+             "--data-root", "/var/lib/kcnm-docker", "--exec-root", "/run/kcnm-docker-exec",
              "--host", "unix:///run/kcnm-docker.sock", "--pidfile", "/run/kcnm-docker.pid",
              "--storage-driver", "overlay2", "--bridge=none", "--iptables=false", "--ip6tables=false",
              "--ip-masq=false", "--ip-forward=false", "--userland-proxy=false",
