@@ -12,6 +12,10 @@ import pytest
 from tests import host
 from tests.nested.conftest import GUEST_DOCKER, HOST_IP, Guest, guest_network
 
+# the VM's boot, dockerd and kuryr-cnm under TCG come before the first test (module fixture),
+# and pytest-timeout counts fixture setup in the test's time
+pytestmark = pytest.mark.timeout(1800)
+
 PARALLEL = 10
 NC_PORT = 5000
 
