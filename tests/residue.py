@@ -100,7 +100,7 @@ def _is_leftover_network(net: dict[str, Any], docker_ids: set[str] | None) -> bo
 
 def _vm_sweep(neutron: Any, procs: dict[int, host.Process], now: datetime.datetime, swept: list[str]) -> None:
     for pid, proc in procs.items():
-        if any(a.startswith("/tmp/kcnm-vm-") or ",ifname=tapkcnm" in a for a in proc.argv):
+        if any(a.startswith("/tmp/kcnm-vm-") or ",ifname=tapkcnm" in a or a == "kcnm-kvm-probe" for a in proc.argv):
             try:
                 os.kill(pid, signal.SIGKILL)
                 swept.append(f"VM process {pid}")

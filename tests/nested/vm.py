@@ -34,6 +34,7 @@ NEUTRON_IN_GUEST = "10.0.2.100"  # QEMU forwards it to the host's Neutron (guest
 NEUTRON_PORT = 9696
 USER_NET_MAC = "52:54:00:12:34:56"
 KVM_PROBE_TIMEOUT = 25
+KVM_PROBE_NAME = "kcnm-kvm-probe"  # qemu -name of the probe boot
 _kvm_works: bool | None = None
 
 
@@ -63,15 +64,28 @@ def kvm_works() -> bool:
     if _kvm_works is None:
         _kvm_works = False
         if os.path.exists("/dev/kvm"):
+            # a hung KVM guest's QEMU outlives vng: the probe's whole session goes on a timeout,
+            # and its QEMU is named, for that and for tests/residue.py (three leaked probes
+            # once took most of both cores, and dockerd in the TCG VM timed out on containerd)
+            proc = subprocess.Popen([vng(), "--run", kernel(), "--memory", "512M", "--name", KVM_PROBE_NAME,
+                                     "--exec", "echo kcnm-kvm-ok"], stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL, text=True, start_new_session=True, env=vng_env())
             try:
-                proc = subprocess.run([vng(), "--run", kernel(), "--memory", "512M", "--exec", "echo kcnm-kvm-ok"],
-                                      capture_output=True, text=True, timeout=KVM_PROBE_TIMEOUT,
-                                      start_new_session=True, env=vng_env())
-                _kvm_works = "kcnm-kvm-ok" in proc.stdout
+                out, _ = proc.communicate(timeout=KVM_PROBE_TIMEOUT)
+                _kvm_works = "kcnm-kvm-ok" in out
             except subprocess.TimeoutExpired:
-                _kill_stray_qemu("kcnm-kvm-ok")
+                _kill_session(proc)
+            _kill_stray_qemu(KVM_PROBE_NAME)
         LOG.info("nested VM: %s", "KVM" if _kvm_works else "TCG (KVM's probe boot did not run a command)")
     return _kvm_works
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def _kill_stray_qemu(marker: str) -> None:
