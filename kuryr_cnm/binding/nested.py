@@ -193,12 +193,14 @@ def children(mark: str) -> list[Child]:
     other one on the host (the containers'), found by their alias."""
     found = _children_here(mark, "")
     for path, result in namespaces.in_each(namespaces.other_namespaces(), lambda p: _children_here(mark, p)).items():
-        if isinstance(result, OSError):
+        if isinstance(result, OSError) and result.errno in (errno.ENOENT, errno.ESRCH):
             LOG.debug("network namespace %s went while it was read: %s", path, result)
             continue
         if isinstance(result, Exception):
-            LOG.warning("could not read the devices of network namespace %s: %s", path, result)
-            continue
+            # a container's device not seen would look like a container that is gone, whose
+            # port the reconciler deletes: no answer rather than a wrong one
+            raise BindingError(f"could not read the devices in network namespace {path}: {result}; kuryr-cnm "
+                               "needs CAP_SYS_ADMIN and CAP_NET_ADMIN (run it as root)")
         found.extend(result)
     return found
 

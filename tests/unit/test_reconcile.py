@@ -242,3 +242,13 @@ def test_nested_another_plugins_devices_are_not_this_ones(monkeypatch):
     assert [(c.port_id, c.endpoint_id, c.name, c.netns) for c in found] == [
         (port, "f" * 64, "eth0", "/run/docker/netns/c1")]
     assert links.children("kcnm2@vm1") == []
+
+
+def test_nested_a_namespace_it_cannot_read_stops_the_pass_before_it_deletes(monkeypatch):
+    vm = NestedVm(monkeypatch, "vlan")
+    port = vm.port()
+    vm.plug(port, "a" * 64, sandbox="/run/docker/netns/c1")
+    vm.host.unreadable["/run/docker/netns/c1"] = PermissionError(1, "Operation not permitted")
+    report = vm.reconciler().run()
+    assert report.errors and "run it as root" in report.errors[0] and report.deleted == []
+    assert vm.neutron.get_port(port) is not None and vm.attached(port)

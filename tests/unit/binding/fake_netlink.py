@@ -139,6 +139,7 @@ class FakeHost:
     def __init__(self, own: FakeKernel) -> None:
         self.own = own
         self.others: dict[str, FakeKernel] = {}
+        self.unreadable: dict[str, OSError] = {}  # namespaces setns(2) fails on, and how
         self._current = own
 
     def netlink(self):  # type: ignore[no-untyped-def]
@@ -154,8 +155,8 @@ class FakeHost:
     def in_each(self, paths: list[str], work: Any) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for path in paths:
-            if path not in self.others:
-                results[path] = FileNotFoundError(2, "No such file or directory", path)
+            if path not in self.others or path in self.unreadable:
+                results[path] = self.unreadable.get(path) or FileNotFoundError(2, "No such file or directory", path)
                 continue
             self._current = self.others[path]
             try:

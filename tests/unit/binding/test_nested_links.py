@@ -113,3 +113,15 @@ def test_a_child_is_deleted_in_its_namespace_and_a_gone_namespace_is_fine(host: 
     links.delete_child("eth0", links.VLAN, "/run/docker/netns/c5")
     assert host.others["/run/docker/netns/c5"].by_name("eth0") is None
     links.delete_child("eth0", links.VLAN, "/run/docker/netns/gone")  # the container is gone, and the device
+
+
+def test_a_namespace_that_cannot_be_read_is_an_error_not_an_absence(host: FakeHost) -> None:
+    """Unread, a container's device would look gone, and the reconciler would delete its port."""
+    links.create_child("t_cport6", "enp0s11", links.VLAN, mac="fa:16:3e:00:00:06", mtu=1450, vlan_id=6,
+                       alias=links.child_alias(MARK, "port-6", "ep-6"))
+    host.move_into_sandbox("t_cport6", "/run/docker/netns/c6")
+    host.unreadable["/run/docker/netns/c6"] = PermissionError(errno.EPERM, "Operation not permitted")
+    with pytest.raises(BindingError, match="run it as root"):
+        links.children(MARK)
+    host.unreadable["/run/docker/netns/c6"] = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    assert links.children(MARK) == []  # the container ended while we looked: its device went with it
