@@ -7,12 +7,13 @@ PYTEST_ARGS ?=
 # simulated hypervisors beside the main host (stack/lib/hosts.sh): 1 = the main host alone
 HOSTS ?= 1
 
-.PHONY: up down status wipe test test-unit test-integration test-e2e test-multihost help
+.PHONY: up down status wipe test test-unit test-integration test-e2e test-multihost test-nested help
 
 help:
 	@echo "make up      install and start Neutron/OVN/OVS/MariaDB, dockerd 20.10 + 26 + 28, kuryr-cnm"
 	@echo "make up HOSTS=3   also the simulated hypervisors host2 and host3 (aio.sh host-up/host-down/host-kill NAME)"
-	@echo "make test    make up, then unit, integration and e2e tests"
+	@echo "make test    make up, then unit, integration, e2e, multi-host, chaos, fuzz and nested (real VM) tests"
+	@echo "make test-nested  nested mode in a real VM alone (QEMU: KVM if a probe boot works, TCG otherwise)"
 	@echo "make test-keystone  the same tests, the plugin authenticating through a real Keystone"
 	@echo "make status  each piece of the stack up or down"
 	@echo "make down    stop everything (data kept); make wipe also deletes the data"
@@ -32,8 +33,9 @@ wipe:
 # tests/chaos and tests/fuzz run a short version of each fault here; `make chaos` the full size
 # make test runs the multi-host tests too: the stack brings up host2 and host3 for them
 test chaos test-keystone test-multihost: HOSTS = 3
+# tests/nested boots one VM (QEMU, TCG here) for its whole module and runs dockerd and kuryr-cnm in it
 test: up
-	$(PYTEST) tests/unit tests/integration tests/e2e tests/multihost tests/chaos tests/fuzz $(PYTEST_ARGS)
+	$(PYTEST) tests/unit tests/integration tests/e2e tests/multihost tests/chaos tests/fuzz tests/nested $(PYTEST_ARGS)
 
 test-unit:
 	bash stack/aio.sh install
@@ -47,6 +49,9 @@ test-e2e: up
 
 test-multihost: up
 	$(PYTEST) tests/multihost $(PYTEST_ARGS)
+
+test-nested: up
+	$(PYTEST) tests/nested $(PYTEST_ARGS)
 
 # Faults, exhaustion and fuzzing at full size (KURYR_CHAOS=full), then the whole suite through
 # Keystone; the README's Reliability section gives the last result.

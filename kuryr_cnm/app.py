@@ -130,14 +130,15 @@ def build(conf: cfg.ConfigOpts, client: neutron.NeutronClient | None = None) -> 
     ledger = PortLedger()
     deferred = DeferredWrites()
     port_driver = nested.build(conf, client)  # from the loaded configuration (upstream's import-time bug §4.10a)
-    plugging: Plugging = NestedPlugging(client, port_driver) if port_driver is not None else \
+    owner = Owner(conf.host, conf.plugin_name)
+    plugging: Plugging = NestedPlugging(client, port_driver, owner.mark) if port_driver is not None else \
         HostPlugging(client, Plugger(bindir=conf.bindir, ovsdb_connection=conf.binding.ovsdb_connection), conf.host)
     pool: PortPool
 
     def held() -> set[str]:
         """The ports this process holds for Docker: handed out, plugged, or pooled."""
         return ledger.held() | pool.port_ids()
-    owned = Ownership(client, Owner(conf.host, conf.plugin_name), conf.subnetpool_name_prefix, held)
+    owned = Ownership(client, owner, conf.subnetpool_name_prefix, held)
     pool = PortPool(conf, client, owned)
     pools = PoolMap(conf, client, directory, owned)
     network = NetworkDriver(conf, client, directory, ledger, deferred, pool, owned, plugging, pools)

@@ -8,7 +8,8 @@ and unplugs it as the mirror image. The endpoint driver holds a Plugging and no 
 * `NestedPlugging` (a Nova VM): ports stay unbound; the nested driver makes the port a trunk
   subport or an address pair of the VM's port, then a child device of the VM's NIC (and, for
   ipvlan, announces the container's address once it has joined). It never touches Open
-  vSwitch, which the VM does not have.
+  vSwitch, which the VM does not have: what it plugged is recorded on the child devices
+  themselves (their alias), in the VM's namespace or the containers'.
 
 Errors: a binder's or the nested driver's failure reaches Docker as a BackendError that names
 the port; Neutron's own errors pass through (the handler's edge translates them).
@@ -22,6 +23,7 @@ from typing import Any
 
 from kuryr_cnm import errors, naming
 from kuryr_cnm.binding import BindingError, HostInterface, Plugger, VifPort, veth
+from kuryr_cnm.binding import nested as links
 from kuryr_cnm.nested import NestedDriver
 from kuryr_cnm.neutron import NeutronClient, Port
 
@@ -43,6 +45,14 @@ class Plugged:
     mac: str
     # the device exists: Open vSwitch keeps its ports across a reboot, their devices do not
     present: bool = True
+    netns: str = ""  # nested mode: the container's namespace the device is in ("" for the host's)
+    # in no container: nested mode's child still (or again) in the VM's namespace, which
+    # after the reconciler's grace means Docker never joined it, or never deleted it
+    idle: bool = False
+
+    @property
+    def where(self) -> str:
+        return self.device if not self.netns else f"{self.device} in {self.netns}"
 
 
 class Plugging(abc.ABC):
@@ -73,6 +83,13 @@ class Plugging(abc.ABC):
     @abc.abstractmethod
     def unplug_orphan(self, plugged: Plugged) -> None:
         """Unplug what is plugged here for a port Neutron no longer has."""
+
+    @abc.abstractmethod
+    def own_ports_filter(self) -> dict[str, str]:
+        """The Neutron port filter that lists the ports this plugin may have plugged here."""
+
+    def detach(self, port: Port) -> None:  # noqa: B027 - bare metal's ports have nothing to detach
+        """Before deleting a port nothing here holds: undo what plugging did in Neutron."""
 
     @abc.abstractmethod
     def plugged(self) -> list[Plugged]:
@@ -113,6 +130,9 @@ class HostPlugging(Plugging):
         except BindingError as exc:
             raise errors.BackendError(f"could not unplug {plugged.device}: {exc}") from None
 
+    def own_ports_filter(self) -> dict[str, str]:
+        return {"binding:host_id": self._host}
+
     def plugged(self) -> list[Plugged]:
         found = self._plugger.list_kuryr_ports()
         devices = veth.link_names() if found else set()
@@ -150,9 +170,11 @@ class NestedPlugging(Plugging):
     """Ports stay unbound: Neutron binds a subport through its trunk, and a port whose address is
     in the VM port's pairs must stay unbound (ML2/OVN makes it a virtual port)."""
 
-    def __init__(self, client: NeutronClient, driver: NestedDriver) -> None:
+    def __init__(self, client: NeutronClient, driver: NestedDriver, mark: str) -> None:
+        """`mark`: this plugin on this host (Owner.mark), recorded on each child device."""
         self._client = client
         self.driver = driver
+        self._mark = mark
 
     def default_network_id(self) -> str | None:
         return self.driver.default_network_id()  # the VM's network: adopted, never deleted
@@ -164,7 +186,7 @@ class NestedPlugging(Plugging):
                                     "without --mac-address")
         if mac:  # unbound, so its MAC can change
             port = self._client.update_port(port.id, mac_address=mac)
-        return port, self.driver.plug(port, mtu)
+        return port, self.driver.plug(port, mtu, alias=links.child_alias(self._mark, port.id, endpoint_id))
 
     def unplug(self, port: Port, endpoint_id: str, mtu: int) -> None:
         self.driver.unplug(port)
@@ -176,7 +198,24 @@ class NestedPlugging(Plugging):
         self.driver.joined(port, sandbox_key)
 
     def unplug_orphan(self, plugged: Plugged) -> None:
-        """Nothing recorded on the host names a port (issue 12 adds the child devices)."""
+        """The child device of a port Neutron no longer has (its subport went with it; an
+        address pair of it stays in the VM port's pairs: Neutron no longer says which)."""
+        try:
+            links.delete_child(plugged.device, self.driver.kind, plugged.netns)
+        except BindingError as exc:
+            raise errors.BackendError(str(exc)) from None
+
+    def own_ports_filter(self) -> dict[str, str]:
+        # unbound (subports and virtual ports carry no host of ours): found by the mark
+        # RequestAddress writes at creation
+        return {"description": naming.cnm_description(self._mark)}
+
+    def detach(self, port: Port) -> None:
+        self.driver.detach(port)
 
     def plugged(self) -> list[Plugged]:
-        return []
+        try:
+            found = links.children(self._mark)
+        except BindingError as exc:
+            raise errors.BackendError(str(exc)) from None
+        return [Plugged(c.port_id, c.endpoint_id, c.name, c.mac, netns=c.netns, idle=not c.netns) for c in found]

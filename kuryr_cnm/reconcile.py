@@ -8,6 +8,11 @@ like kuryr's that no OVS port holds and no port bound here names. Ports made by
 kuryr-libnetwork, by another kuryr-cnm (another host, or another plugin name on this
 host) or by an operator are never touched.
 
+In nested mode (a Nova VM) the same rules hold, with the Plugging's own record: the child
+devices it made (their alias names port and endpoint), in the VM's namespace or inside the
+containers, instead of OVS ports; its ports, unbound, are found by their mark; and before a
+port nothing holds is deleted, its subport or address pairs are taken off the VM's port.
+
 What it does, each pass:
 * an OVS port or veth of kuryr's whose Neutron port is gone: unplugged;
 * an OVS port of kuryr's whose device is gone (Open vSwitch keeps its ports across a
@@ -16,7 +21,10 @@ What it does, each pass:
 * a plugged port (OVS knows its endpoint) whose device_id or endpoint tags never
   landed: repaired from OVS's external_ids;
 * a port of ours bound here that nothing holds (not plugged, not in the pool, not
-  handed to Docker by this process) for longer than `grace`: deleted.
+  handed to Docker by this process) for longer than `grace`: deleted;
+* nested mode: a child device in no container (Docker never joined it, or never deleted
+  it) whose port this process does not hold, for longer than `grace`: unplugged, and its
+  port deleted as one nothing holds.
 """
 from __future__ import annotations
 
@@ -68,7 +76,6 @@ class Reconciler:
         self._client = client
         self._plugging = plugging  # nested mode's never reads Open vSwitch
         self._ownership = owned
-        self._host = owned.owner.host
         self._grace = grace
         self._in_use = in_use
         self._busy = busy
@@ -102,15 +109,16 @@ class Reconciler:
         # Neutron port, so that port is in the listing below unless it is really gone.
         veths = veth.list_veths(naming.HOST_VETH_PREFIX)
         plugged = self._plugging.plugged()
-        ports = self._client.list_ports(**{"binding:host_id": self._host})
+        ports = self._client.list_ports(**self._plugging.own_ports_filter())
         by_id = {p.id: p for p in ports}
-        plugged = self._unplug_dead(plugged, report)
-        self._unplug_orphans(plugged, by_id, report)
-        self._delete_stray_veths(veths, plugged, by_id, report)
-        plugged_ids = {p.port_id for p in plugged}
         held = self._in_use()
         busy = self._busy()
         now = datetime.datetime.now(datetime.timezone.utc)
+        plugged = self._unplug_dead(plugged, report)
+        self._unplug_orphans(plugged, by_id, report)
+        plugged = self._unplug_idle(plugged, by_id, held | busy, now, report)
+        self._delete_stray_veths(veths, plugged, by_id, report)
+        plugged_ids = {p.port_id for p in plugged}
         for port in ports:
             if not self._ownership.owner.made(port):
                 continue
@@ -125,6 +133,7 @@ class Reconciler:
             elif _age_seconds(port, now) >= self._grace and self._ownership.may_delete(port, Why.UNHELD, held):
                 report.deleted.append(port.id)
                 if not report.dry_run:
+                    self._plugging.detach(port)  # a subport or address pair of the VM's port
                     self._ownership.delete_port(port, Why.UNHELD, held)
             else:
                 report.kept += 1  # too young to judge: Docker may be between calls
@@ -133,16 +142,33 @@ class Reconciler:
         """OVS ports whose device is gone (the host rebooted): unplugged; the live ones returned."""
         for item in plugged:
             if not item.present:
-                report.unplugged.append(item.device)
+                report.unplugged.append(item.where)
                 if not report.dry_run:
                     self._plugging.unplug_orphan(item)
         return [p for p in plugged if p.present]
+
+    def _unplug_idle(self, plugged: list[Plugged], by_id: dict[str, Port], held: set[str],
+                     now: datetime.datetime, report: Report) -> list[Plugged]:
+        """Nested mode's devices in no container, for ports this process does not hold and that
+        are older than the grace: unplugged (their ports are then judged as nothing holding
+        them); the others returned."""
+        kept = []
+        for item in plugged:
+            port = by_id.get(item.port_id)
+            if (item.idle and port is not None and port.id not in held
+                    and _age_seconds(port, now) >= self._grace):
+                report.unplugged.append(item.where)
+                if not report.dry_run:
+                    self._plugging.unplug_orphan(item)
+            else:
+                kept.append(item)
+        return kept
 
     def _unplug_orphans(self, plugged: list[Plugged], by_id: dict[str, Port], report: Report) -> None:
         for item in plugged:
             if item.port_id in by_id or self._client.get_port(item.port_id) is not None:
                 continue  # bound elsewhere now, or alive: not an orphan
-            report.unplugged.append(item.device)
+            report.unplugged.append(item.where)
             if not report.dry_run:
                 self._plugging.unplug_orphan(item)
 

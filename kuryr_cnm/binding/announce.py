@@ -17,9 +17,11 @@ AF_PACKET socket made there too, and goes back to the plugin's namespace.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import ipaddress
 import logging
+import os
 import socket
 import struct
 import threading
@@ -79,6 +81,15 @@ def send(name: str, frame: bytes, count: int = COUNT, interval: float = INTERVAL
             sock.sendto(frame, (name, ETH_P_ARP))
 
 
+def is_namespace(path: str) -> bool:
+    """A namespace is mounted at `path`: it is on nsfs, as this thread's own is (before the
+    bind mount the path is missing, or an empty file on the directory's file system)."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/thread-self/ns/net").st_dev
+    except OSError:
+        return False
+
+
 def announce(sandbox_key: str, ips: Iterable[str], wait: float = WAIT, poll: float = POLL) -> list[str]:
     """In the sandbox, announce each IPv4 address of `ips` once an interface is up with it;
     the addresses announced (those not up within `wait` seconds are not)."""
@@ -86,8 +97,14 @@ def announce(sandbox_key: str, ips: Iterable[str], wait: float = WAIT, poll: flo
     done: list[str] = []
     if not pending:
         return done
+    deadline = time.monotonic() + wait
+    # Docker 20.10 answers Join before it bind-mounts the container's namespace at SandboxKey
+    # (seen in the VM: "No such file or directory" at once): wait for it, as for the address
+    while not is_namespace(sandbox_key):
+        if time.monotonic() >= deadline:
+            raise FileNotFoundError(errno.ENOENT, f"no network namespace at {sandbox_key} after {wait:.0f} s")
+        time.sleep(poll)
     with netns(sandbox_key):
-        deadline = time.monotonic() + wait
         while pending:
             for ip in list(pending):
                 found = interface_with(ip)

@@ -77,17 +77,18 @@ def _numeric(name: str) -> int:
     return int(name) if name.isdigit() else -1
 
 
-def in_each(paths: list[str], work: Callable[[str], T]) -> dict[str, T | OSError]:
+def in_each(paths: list[str], work: Callable[[str], T]) -> dict[str, T | Exception]:
     """`work(path)` run inside each namespace, by one thread of its own that goes back to the
-    plugin's namespace after each; a namespace that went meanwhile gives its OSError."""
-    results: dict[str, T | OSError] = {}
+    plugin's namespace after each; what failed gives its exception (OSError: the namespace went
+    meanwhile, or cannot be entered)."""
+    results: dict[str, T | Exception] = {}
 
     def visit() -> None:
         for path in paths:
             try:
                 with netns(path):
                     results[path] = work(path)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, in its thread
                 results[path] = exc
     thread = threading.Thread(target=visit, name="visit network namespaces", daemon=True)
     thread.start()

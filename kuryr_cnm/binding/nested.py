@@ -7,17 +7,24 @@ its parent's; it cannot have another). Each gets the MTU and is left DOWN, like 
 container end of a veth: Docker moves it into the sandbox, renames it and brings it up; at
 sandbox removal Docker moves it back under its old name and DeleteEndpoint deletes it
 here. Nothing here talks to Neutron.
+
+Each child's alias (IFLA_IFALIAS, which survives Docker's move into the sandbox and its
+rename) records who made it and for which port and endpoint: `kuryr-cnm <plugin>@<host> port
+<port id> endpoint <endpoint id>`. That is the host's record of what is plugged, which the
+reconciler reads back after a restart (`children`), in the VM's namespace and in every
+container's.
 """
 from __future__ import annotations
 
 import errno
 import logging
+from dataclasses import dataclass
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from kuryr_cnm.binding import BindingError
-from kuryr_cnm.binding.veth import claim_name, delete_link, find_link, netlink
+from kuryr_cnm.binding import BindingError, namespaces
+from kuryr_cnm.binding.veth import claim_name, delete_link, find_link, link_kind, netlink
 
 LOG = logging.getLogger(__name__)
 
@@ -28,6 +35,35 @@ CHILD_KINDS = (VLAN, MACVLAN, IPVLAN)
 _MODULES = {VLAN: "CONFIG_VLAN_8021Q / modprobe 8021q", MACVLAN: "CONFIG_MACVLAN / modprobe macvlan",
             IPVLAN: "CONFIG_IPVLAN / modprobe ipvlan"}
 IPVLAN_MODE_L2 = 0  # the kernel's default is L3, which answers no ARP: OVN would never bind the address
+ALIAS_PREFIX = "kuryr-cnm "
+
+
+def child_alias(mark: str, port_id: str, endpoint_id: str) -> str:
+    """The alias a child is made with (at most 256 bytes: a host name is at most 64)."""
+    return f"{ALIAS_PREFIX}{mark} port {port_id} endpoint {endpoint_id}"
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child device kuryr-cnm made, as found on this host."""
+    name: str  # its name where it is now (Docker renames it in the sandbox)
+    kind: str
+    mac: str
+    port_id: str
+    endpoint_id: str
+    netns: str = ""  # "" for the plugin's own namespace, else a path to the container's
+
+    @property
+    def where(self) -> str:
+        return self.name if not self.netns else f"{self.name} in {self.netns}"
+
+
+def _parse_alias(alias: str, mark: str) -> tuple[str, str] | None:
+    """(port id, endpoint id) from an alias `mark` wrote; None for any other alias."""
+    words = alias.split()
+    if len(words) != 6 or alias != child_alias(mark, words[3], words[5]):
+        return None
+    return words[3], words[5]
 
 
 def link_mac(name: str) -> str | None:
@@ -91,8 +127,10 @@ def _vlan_on(ipr: IPRoute, parent_name: str, name: str) -> bool:
     return True
 
 
-def create_child(name: str, link_iface: str, kind: str, *, mac: str, mtu: int, vlan_id: int = 0) -> None:
-    """A `kind` child of link_iface named `name` (a stale one of ours is replaced); all or nothing."""
+def create_child(name: str, link_iface: str, kind: str, *, mac: str, mtu: int, vlan_id: int = 0,
+                 alias: str = "") -> None:
+    """A `kind` child of link_iface named `name` (a stale one of ours is replaced) with `alias`
+    (child_alias); all or nothing."""
     with netlink() as ipr:
         parent = find_link(ipr, link_iface)
         if parent is None:
@@ -115,13 +153,66 @@ def create_child(name: str, link_iface: str, kind: str, *, mac: str, mtu: int, v
                     f"check the MTU ({mtu} must not exceed {link_iface}'s) and that the MAC is not in use")
             raise BindingError(f"could not create {kind} {name} on {link_iface} (mac {shown}"
                                f"{f', vlan {vlan_id}' if kind == VLAN else ''}): {exc}; {hint}") from exc
+        if alias:
+            _set_alias(ipr, name, kind, alias)
     LOG.info("created %s %s on %s (mac %s%s)", kind, name, link_iface, shown, f", vlan {vlan_id}" if vlan_id else "")
 
 
-def delete_child(name: str, kind: str) -> None:
-    """Delete our child device; a missing one is fine (the container took it along)."""
+def _set_alias(ipr: IPRoute, name: str, kind: str, alias: str) -> None:
+    """The record of what the child is for (RTM_NEWLINK does not take an alias: a second write)."""
     try:
+        (link,) = ipr.link("get", ifname=name)
+        ipr.link("set", index=link["index"], ifalias=alias)
+    except NetlinkError as exc:
+        delete_link(ipr, name, kind)
+        raise BindingError(f"could not record what {kind} {name} is for (its alias): {exc}") from exc
+
+
+def delete_child(name: str, kind: str, netns: str = "") -> None:
+    """Delete our child device, here or in the namespace at `netns`; a missing one is fine (the
+    container took it along)."""
+    def delete(_: str = "") -> None:
         with netlink() as ipr:
             delete_link(ipr, name, kind)
+    try:
+        if not netns:
+            delete()
+            return
+        result = namespaces.in_each([netns], delete)[netns]
+        if isinstance(result, NetlinkError):
+            raise result
+        if isinstance(result, OSError):
+            LOG.info("not deleting %s %s: its namespace %s is gone, and the device with it", kind, name, netns)
     except NetlinkError as exc:
-        raise BindingError(f"could not delete {kind} {name}: {exc}; delete it by hand (ip link del {name})") from exc
+        raise BindingError(f"could not delete {kind} {name}{f' in {netns}' if netns else ''}: {exc}; delete it "
+                           f"by hand (ip link del {name})") from exc
+
+
+def children(mark: str) -> list[Child]:
+    """The child devices `mark` (this plugin on this host) made: in this namespace and in every
+    other one on the host (the containers'), found by their alias."""
+    found = _children_here(mark, "")
+    for path, result in namespaces.in_each(namespaces.other_namespaces(), lambda p: _children_here(mark, p)).items():
+        if isinstance(result, OSError) and result.errno in (errno.ENOENT, errno.ESRCH):
+            LOG.debug("network namespace %s went while it was read: %s", path, result)
+            continue
+        if isinstance(result, Exception):
+            # a container's device not seen would look like a container that is gone, whose
+            # port the reconciler deletes: no answer rather than a wrong one
+            raise BindingError(f"could not read the devices in network namespace {path}: {result}; kuryr-cnm "
+                               "needs CAP_SYS_ADMIN and CAP_NET_ADMIN (run it as root)")
+        found.extend(result)
+    return found
+
+
+def _children_here(mark: str, netns: str) -> list[Child]:
+    with netlink() as ipr:
+        links = ipr.get_links()
+    found = []
+    for link in links:
+        kind = link_kind(link)
+        ids = _parse_alias(str(link.get("ifalias") or ""), mark) if kind in CHILD_KINDS else None
+        if ids is not None:
+            found.append(Child(str(link.get("ifname")), str(kind), str(link.get("address") or "").lower(), *ids,
+                               netns=netns))
+    return found

@@ -80,13 +80,14 @@ class NestedDriver(abc.ABC):
         """Docker networks land on the VM's network unless neutron.net.* says otherwise."""
         return self._vm.port().network_id
 
-    def plug(self, port: Port, mtu: int) -> HostInterface:
-        """Neutron's part, then the child device; on failure nothing is left."""
+    def plug(self, port: Port, mtu: int, alias: str = "") -> HostInterface:
+        """Neutron's part, then the child device, recorded with `alias` (links.child_alias); on
+        failure nothing is left."""
         setting = self._attach(port)
         iface = interface_names(port.id)
         try:
             links.create_child(iface.container_name, self._vm.link_iface(), self.kind, mac=port.mac_address,
-                               mtu=mtu, vlan_id=setting)
+                               mtu=mtu, vlan_id=setting, alias=alias)
         except BindingError as exc:
             self._detach(port)
             raise errors.BackendError(f"could not plug port {port.id}: {exc}") from None
@@ -98,6 +99,10 @@ class NestedDriver(abc.ABC):
             links.delete_child(interface_names(port.id).container_name, self.kind)
         except BindingError as exc:
             raise errors.BackendError(str(exc)) from None
+        self._detach(port)
+
+    def detach(self, port: Port) -> None:
+        """Neutron's part of unplugging alone (the reconciler, for a port whose device is gone)."""
         self._detach(port)
 
     def container_mac(self, port: Port) -> str:

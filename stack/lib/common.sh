@@ -94,3 +94,18 @@ report_pidfile() {
     if pid_alive "$f"; then printf '  %-26s up    pid %-8s %s\n' "$name" "$(cat "$f")" "$extra"
     else printf '  %-26s DOWN  %s\n' "$name" "$extra"; return 1; fi
 }
+
+# install_pinned_venv <venv> <constraints file> <exe that shows it is there> <log name> <what> <package>...:
+# a venv of its own with pip's packages under the constraints; done again only when the
+# constraints file changes (its hash is the venv's .installed stamp).
+install_pinned_venv() {
+    local venv=$1 constraints=$2 ready=$3 logname=$4 what=$5; shift 5
+    local stamp=$venv/.installed want
+    want=$(sha256sum "$constraints" | cut -c1-16)
+    if [ -x "$venv/bin/$ready" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
+    log "installing $what into $venv"
+    [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv" || die "python3 -m venv $venv failed"
+    "$venv/bin/pip" install -q -c "$constraints" "$@" >"$LOG/$logname-pip.log" 2>&1 \
+        || die "pip install $* failed (see $LOG/$logname-pip.log)"
+    echo "$want" > "$stamp"
+}

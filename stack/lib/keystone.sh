@@ -36,14 +36,8 @@ ks_binds() {
 }
 
 install_keystone_venv() {
-    local stamp=$KEYSTONE_VENV/.installed want
-    want=$(sha256sum "$STACK/keystone-venv-constraints.txt" | cut -c1-16)
-    if [ -x "$KEYSTONE_VENV/bin/keystone-manage" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
-    log "installing Keystone 30.0.0 into $KEYSTONE_VENV (about 40 s)"
-    [ -x "$KEYSTONE_VENV/bin/python" ] || /usr/bin/python3 -m venv "$KEYSTONE_VENV" || die "python3 -m venv failed"
-    "$KEYSTONE_VENV/bin/pip" install -q -c "$STACK/keystone-venv-constraints.txt" keystone PyMySQL gunicorn \
-        >"$LOG/keystone-pip.log" 2>&1 || die "pip install keystone failed (see $LOG/keystone-pip.log)"
-    echo "$want" > "$stamp"
+    install_pinned_venv "$KEYSTONE_VENV" "$STACK/keystone-venv-constraints.txt" keystone-manage keystone \
+        "Keystone 30.0.0 (about 40 s)" keystone PyMySQL gunicorn
 }
 
 ks_password() { sed -n "s/^$1=//p" "$KS_PASSWORDS"; }

@@ -8,12 +8,6 @@
 VNG_VENV=$TOP/vng-venv
 
 install_vng_venv() {
-    local stamp=$VNG_VENV/.installed want
-    want=$(sha256sum "$STACK/vng-venv-constraints.txt" | cut -c1-16)
-    if [ -x "$VNG_VENV/bin/vng" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then return 0; fi
-    log "installing virtme-ng into $VNG_VENV (for the nested-mode VM tests)"
-    [ -x "$VNG_VENV/bin/python" ] || /usr/bin/python3 -m venv "$VNG_VENV" || die "python3 -m venv failed"
-    "$VNG_VENV/bin/pip" install -q -c "$STACK/vng-venv-constraints.txt" virtme-ng >"$LOG/vng-pip.log" 2>&1 \
-        || die "pip install virtme-ng failed (see $LOG/vng-pip.log)"
-    echo "$want" > "$stamp"
+    install_pinned_venv "$VNG_VENV" "$STACK/vng-venv-constraints.txt" vng vng \
+        "virtme-ng (for the nested-mode VM tests)" virtme-ng
 }

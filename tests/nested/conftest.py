@@ -12,6 +12,7 @@ import os
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -82,6 +83,28 @@ default_subnetpool_v6 = kuryr6
         out = self.vm.run("curl", "-sf", "--unix-socket", PLUGIN_SOCK, "-X", "POST", "http://plugin/Plugin.Activate",
                           check=False)
         return out["rc"] == 0 and "NetworkDriver" in out["out"]
+
+    @contextmanager
+    def serving(self, driver: str) -> Iterator[None]:
+        """kuryr-cnm (`driver`) in the VM for a test; afterwards the test's containers and
+        networks removed while it still runs, then it stops. A failed clean-up after a failed
+        test is printed, not raised: the test's own error is the one to read."""
+        self.start_plugin(driver)
+        try:
+            yield
+        except BaseException:
+            try:
+                self.clear()
+            except Exception as exc:  # noqa: BLE001 - the test's failure comes first
+                print(f"clean-up after the failure failed too: {exc}")
+            self.stop_plugin()
+            raise
+        self.clear()
+        self.stop_plugin()
+
+    def alias(self, container: str) -> str:
+        """The alias of the container's eth0: kuryr-cnm's record of its port and endpoint."""
+        return self.exec(container, "cat", "/sys/class/net/eth0/ifalias")["out"].strip()
 
     def stop_plugin(self, signal: str = "TERM") -> None:
         if self.plugin_pid:

@@ -16,7 +16,7 @@ from kuryr_cnm.nested.base import VmPort
 from kuryr_cnm.nested.ipvlan import IpvlanDriver
 from kuryr_cnm.nested.macvlan import MacvlanDriver
 from kuryr_cnm.neutron import Port
-from tests.unit.binding.fake_netlink import FakeKernel
+from tests.unit.binding.fake_netlink import FakeHost, FakeKernel
 from tests.unit.fake_neutron import FakeNeutron
 from tests.unit.test_nested import conf_with
 from tests.unit.wiring import Host, docker_id
@@ -67,6 +67,32 @@ def test_ml2_ovn_refuses_macvlans_pair_on_the_same_port_and_says_to_use_ipvlan(v
     with pytest.raises(errors.BadRequest, match="ipvlan"):
         macvlan._attach(vm.container())
     assert vm.pairs() == []
+
+
+def test_macvlan_on_ml2_ovn_is_refused_at_start_and_names_the_drivers_that_work(vm: Vm) -> None:
+    macvlan = MacvlanDriver(vm.neutron, VmPort(vm.neutron, "eth0", vm.parent.id))
+    with pytest.raises(nested.NestedError, match="refuses macvlan's allowed address pairs.*vlan.*ipvlan"):
+        macvlan.check()
+    assert vm.pairs() == []
+
+
+def test_macvlan_where_neutron_takes_its_pairs_starts_and_leaves_the_pairs_as_they_were(
+        vm: Vm, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kuryr_cnm.nested import macvlan as macvlan_module
+    from tests.unit import fake_neutron
+    monkeypatch.setattr(fake_neutron, "_check_vrrp_macs", lambda port: None)  # ML2/OVS, or Neutron 28.0.0
+    theirs = {"ip_address": "10.0.0.77", "mac_address": "fa:16:3e:00:00:77"}
+    leftover = {"ip_address": "10.0.0.78", "mac_address": macvlan_module.PROBE_MAC}  # a probe killed half-way
+    vm.neutron.update_port(vm.parent.id, allowed_address_pairs=[theirs, leftover])
+    MacvlanDriver(vm.neutron, VmPort(vm.neutron, "eth0", vm.parent.id)).check()
+    assert vm.pairs() == [theirs]
+    assert len(vm.written()) == 2  # the probe, and its removal
+
+
+def test_macvlan_probe_writes_nothing_to_an_unbound_vm_port(vm: Vm) -> None:
+    vm.neutron.update_port(vm.parent.id, **{"binding:host_id": ""})  # Neutron checks bound ports' pairs only
+    MacvlanDriver(vm.neutron, VmPort(vm.neutron, "eth0", vm.parent.id)).check()
+    assert vm.written() == []
 
 
 def test_a_concurrent_write_of_the_vm_port_is_retried_and_kept(vm: Vm) -> None:
@@ -151,7 +177,7 @@ def test_upstreams_nested_with_the_macvlan_binding_stays_macvlan() -> None:
 def wired(vm: Vm, monkeypatch: pytest.MonkeyPatch) -> Any:
     kernel = FakeKernel()
     kernel.add_nic("eth0", vm.parent.mac_address)
-    monkeypatch.setattr(links, "netlink", kernel.netlink)
+    FakeHost(kernel).install(monkeypatch)
     announced: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(announce, "announce_in_background", lambda key, ips, what: announced.append((key, ips)))
     host = Host(vm.neutron, "vm", default_port_driver="ipvlan", binding__link_iface="eth0",

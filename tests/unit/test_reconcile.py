@@ -8,6 +8,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from kuryr_cnm import naming, reconcile
 from kuryr_cnm.ownership import Owner, Ownership
+from kuryr_cnm.plugging import HostPlugging
 from kuryr_cnm.reconcile import Reconciler
 from tests.unit.fake_neutron import FakeNeutron
 
@@ -18,10 +19,10 @@ def neutron() -> FakeNeutron:
 
 
 def _reconciler(neutron: FakeNeutron, held: set[str] | None = None) -> Reconciler:
-    plugger = MagicMock()
+    plugger = MagicMock()  # Open vSwitch's side: nothing plugged
     plugger.list_kuryr_ports.return_value = []
     owned = Ownership(neutron, Owner("vm", "kuryr"), "kuryrPool")
-    return Reconciler(neutron, plugger, owned, grace=0, in_use=lambda: held or set())
+    return Reconciler(neutron, HostPlugging(neutron, plugger, "vm"), owned, grace=0, in_use=lambda: held or set())
 
 
 def test_a_failing_pass_is_logged_and_the_next_one_runs(neutron, monkeypatch, caplog):
@@ -88,6 +89,12 @@ class RecordingPlugging:
     def unplug_orphan(self, item) -> None:
         self.unplugged.append(item.device)
 
+    def own_ports_filter(self) -> dict[str, str]:
+        return {"binding:host_id": "vm"}
+
+    def detach(self, port) -> None:
+        pass
+
 
 def test_an_ovs_port_whose_device_is_gone_is_unplugged_and_its_port_deleted(neutron, monkeypatch):
     """A host that lost power: Open vSwitch kept the OVS port of a container (its database is on
@@ -110,3 +117,138 @@ def test_an_ovs_port_whose_device_is_gone_is_unplugged_and_its_port_deleted(neut
     report = Reconciler(neutron, plugging, owned, grace=0, in_use=set).run()
     assert plugging.unplugged == [naming.host_veth_name(dead)]
     assert report.deleted == [dead] and neutron.get_port(live) is not None
+
+
+# -- nested mode: the child devices are the record, in the VM's namespace or the containers' ----
+
+class NestedVm:
+    """A VM's port (a trunk parent) on the in-memory Neutron, its NIC on a fake kernel with
+    container namespaces, and this VM's kuryr-cnm (`kuryr@vm1`) with the vlan or ipvlan driver."""
+
+    MARK = "kuryr@vm1"
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, driver_name: str) -> None:
+        from kuryr_cnm.nested.base import VmPort
+        from kuryr_cnm.nested.ipvlan import IpvlanDriver
+        from kuryr_cnm.nested.vlan import VlanDriver
+        from kuryr_cnm.plugging import NestedPlugging
+        from tests.unit.binding.fake_netlink import FakeHost, FakeKernel
+        monkeypatch.setattr(reconcile.veth, "list_veths", lambda prefix: [])
+        self.neutron = FakeNeutron()
+        self.network = self.neutron.make_network("vm-net")
+        self.neutron.make_subnet(self.network.id, "10.60.0.0/24")
+        self.parent = self.neutron.make_port(self.network.id, **{"binding:host_id": "vm"})
+        self.trunk = self.neutron.make_trunk(self.parent.id)
+        kernel = FakeKernel()
+        kernel.add_nic("eth0", self.parent.mac_address)
+        self.host = FakeHost(kernel)
+        self.host.install(monkeypatch)
+        cls = VlanDriver if driver_name == "vlan" else IpvlanDriver
+        self.driver = cls(self.neutron, VmPort(self.neutron, "eth0", self.parent.id))
+        self.plugging = NestedPlugging(self.neutron, self.driver, self.MARK)
+        self.owned = Ownership(self.neutron, Owner("vm1", "kuryr"), "kuryrPool")
+
+    def port(self, mark: str = MARK) -> str:
+        """A port as RequestAddress makes it in nested mode: unbound, marked in its description."""
+        return self.neutron.create_port(network_id=self.network.id, name=naming.UNBOUND_PORT_NAME,
+                                        device_owner=naming.DEVICE_OWNER,
+                                        description=naming.cnm_description(mark)).id
+
+    def plug(self, port_id: str, endpoint_id: str, sandbox: str = "") -> None:
+        """CreateEndpoint, and with `sandbox` Docker's move of the device into the container at Join."""
+        port = self.neutron.get_port(port_id)
+        self.plugging.plug(port, endpoint_id, 1450)
+        if sandbox:
+            self.host.move_into_sandbox(naming.container_veth_name(port_id), sandbox)
+
+    def attached(self, port_id: str) -> bool:
+        """A subport of the VM's trunk, or its address in the VM port's pairs."""
+        parent = self.neutron.raw("ports", self.parent.id)
+        subports = self.neutron.get_trunk(self.trunk)["sub_ports"]
+        port = self.neutron.raw("ports", port_id) if self.neutron.get_port(port_id) else None
+        ips = {f["ip_address"] for f in port["fixed_ips"]} if port else set()
+        return (any(s["port_id"] == port_id for s in subports)
+                or bool(ips & {p["ip_address"] for p in parent["allowed_address_pairs"]}))
+
+    def reconciler(self, grace: float = 0, held: set[str] | None = None) -> Reconciler:
+        return Reconciler(self.neutron, self.plugging, self.owned, grace=grace, in_use=lambda: held or set())
+
+
+DRIVERS = ["vlan", "ipvlan"]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_nested_a_port_whose_container_died_meanwhile_is_detached_and_deleted(monkeypatch, driver):
+    """The VM's kuryr-cnm was down when a container died: its namespace took the child device
+    along, its subport or pair and its port stayed. Before, nested mode reconciled nothing."""
+    vm = NestedVm(monkeypatch, driver)
+    running, died = vm.port(), vm.port()
+    vm.plug(running, "a" * 64, sandbox="/run/docker/netns/running")
+    vm.plug(died, "b" * 64, sandbox="/run/docker/netns/died")
+    others = vm.port("kcnm2@vm1")  # another plugin name in this VM: never ours to judge
+    vm.host.remove_sandbox("/run/docker/netns/died")
+    report = vm.reconciler().run()
+    assert report.errors == [] and report.deleted == [died]
+    assert vm.neutron.get_port(died) is None and not vm.attached(died)
+    assert vm.neutron.get_port(running) is not None and vm.attached(running)
+    assert vm.neutron.get_port(others) is not None
+    assert vm.host.others["/run/docker/netns/running"].by_name("eth0") is not None
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_nested_a_child_docker_never_joined_is_removed_after_the_grace(monkeypatch, driver):
+    """CreateEndpoint made the child, then the plugin (or Docker) died before Join: the device
+    stays in the VM's namespace, where no container uses it."""
+    vm = NestedVm(monkeypatch, driver)
+    port = vm.port()
+    vm.plug(port, "c" * 64)
+    name = naming.container_veth_name(port)
+    assert vm.reconciler(grace=3600).run().unplugged == []  # Docker may be between its calls
+    assert vm.reconciler(held={port}).run().unplugged == []  # this process handed it to Docker
+    report = vm.reconciler().run()
+    assert report.unplugged == [name] and report.deleted == [port]
+    assert vm.host.own.by_name(name) is None and vm.neutron.get_port(port) is None and not vm.attached(port)
+
+
+def test_nested_a_containers_device_whose_port_is_gone_is_removed_in_its_namespace(monkeypatch):
+    vm = NestedVm(monkeypatch, "vlan")
+    port = vm.port()
+    vm.plug(port, "d" * 64, sandbox="/run/docker/netns/c1")
+    vm.neutron.remove_subport(vm.trunk, port)  # an operator deleted the port
+    vm.neutron.delete_port(port)
+    report = vm.reconciler().run()
+    assert report.unplugged == ["eth0 in /run/docker/netns/c1"]
+    assert vm.host.others["/run/docker/netns/c1"].by_name("eth0") is None
+
+
+def test_nested_a_plugged_port_whose_tags_never_landed_is_repaired_from_the_device(monkeypatch):
+    """The device's alias names its endpoint: device_id and the endpoint's tags come back."""
+    vm = NestedVm(monkeypatch, "vlan")
+    port = vm.port()
+    vm.plug(port, "e" * 64, sandbox="/run/docker/netns/c1")
+    report = vm.reconciler().run()
+    assert report.repaired == [port] and report.deleted == []
+    repaired = vm.neutron.get_port(port)
+    assert repaired.device_id == "e" * 64 and set(naming.id_tags("e" * 64)) <= set(repaired.tags)
+    assert naming.cnm_owner_tag(NestedVm.MARK) in repaired.tags
+
+
+def test_nested_another_plugins_devices_are_not_this_ones(monkeypatch):
+    from kuryr_cnm.binding import nested as links
+    vm = NestedVm(monkeypatch, "vlan")
+    port = vm.port()
+    vm.plug(port, "f" * 64, sandbox="/run/docker/netns/c1")
+    found = links.children(NestedVm.MARK)
+    assert [(c.port_id, c.endpoint_id, c.name, c.netns) for c in found] == [
+        (port, "f" * 64, "eth0", "/run/docker/netns/c1")]
+    assert links.children("kcnm2@vm1") == []
+
+
+def test_nested_a_namespace_it_cannot_read_stops_the_pass_before_it_deletes(monkeypatch):
+    vm = NestedVm(monkeypatch, "vlan")
+    port = vm.port()
+    vm.plug(port, "a" * 64, sandbox="/run/docker/netns/c1")
+    vm.host.unreadable["/run/docker/netns/c1"] = PermissionError(1, "Operation not permitted")
+    report = vm.reconciler().run()
+    assert report.errors and "run it as root" in report.errors[0] and report.deleted == []
+    assert vm.neutron.get_port(port) is not None and vm.attached(port)

@@ -129,3 +129,53 @@ class FakeIPRoute:
             raise NetlinkError(errno.ENODEV, "No such device")
         for child in [c for c in kernel.links.values() if c["kind"] in CHILD_KINDS and c.get("link") == index]:
             kernel.links.pop(child["index"], None)
+
+
+class FakeHost:
+    """A host's network namespaces, each a FakeKernel: the plugin's own (`own`) and the
+    containers' (`others`, by path), behind binding.namespaces and binding.nested's netlink
+    (`install`). Docker's move of a device into a sandbox keeps its alias, as Linux does."""
+
+    def __init__(self, own: FakeKernel) -> None:
+        self.own = own
+        self.others: dict[str, FakeKernel] = {}
+        self.unreadable: dict[str, OSError] = {}  # namespaces setns(2) fails on, and how
+        self._current = own
+
+    def netlink(self):  # type: ignore[no-untyped-def]
+        return self._current.netlink()
+
+    def install(self, monkeypatch: Any) -> None:
+        from kuryr_cnm.binding import namespaces
+        from kuryr_cnm.binding import nested as links
+        monkeypatch.setattr(links, "netlink", self.netlink)
+        monkeypatch.setattr(namespaces, "other_namespaces", lambda: list(self.others))
+        monkeypatch.setattr(namespaces, "in_each", self.in_each)
+
+    def in_each(self, paths: list[str], work: Any) -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for path in paths:
+            if path not in self.others or path in self.unreadable:
+                results[path] = self.unreadable.get(path) or FileNotFoundError(2, "No such file or directory", path)
+                continue
+            self._current = self.others[path]
+            try:
+                results[path] = work(path)
+            except Exception as exc:  # noqa: BLE001 - as binding.namespaces.in_each hands it over
+                results[path] = exc
+            finally:
+                self._current = self.own
+        return results
+
+    def move_into_sandbox(self, name: str, path: str, new_name: str = "eth0") -> Link:
+        """What Docker does at Join: the device into the container's namespace, renamed."""
+        link = self.own.by_name(name)
+        assert link is not None, name
+        kernel = self.others.setdefault(path, FakeKernel())
+        del self.own.links[link["index"]]
+        moved = kernel._make(**{**{k: v for k, v in link.items() if k != "index"}, "ifname": new_name})
+        return moved
+
+    def remove_sandbox(self, path: str) -> None:
+        """The container stopped: its namespace goes, and its virtual devices with it."""
+        del self.others[path]

@@ -29,8 +29,13 @@ def test_the_interface_is_found_by_its_address_in_this_namespace() -> None:
 @pytest.fixture
 def sandbox(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
     """No namespace switch; an interface that Docker brings up with 10.0.0.5 after two polls."""
-    seen: dict[str, list] = {"entered": [], "sent": [], "polls": []}
+    seen: dict[str, list] = {"entered": [], "sent": [], "polls": [], "mount_checks": []}
     monkeypatch.setattr(announce, "netns", lambda path: (seen["entered"].append(path), contextlib.nullcontext())[1])
+
+    def is_namespace(path: str) -> bool:  # Docker mounts the namespace after Join has answered
+        seen["mount_checks"].append(path)
+        return len(seen["mount_checks"]) > 2
+    monkeypatch.setattr(announce, "is_namespace", is_namespace)
 
     def interface_with(ip: str) -> tuple[str, str] | None:
         seen["polls"].append(ip)
@@ -76,3 +81,21 @@ def test_a_missing_sandbox_is_an_os_error() -> None:
     with pytest.raises(OSError):
         with announce.netns("/nonexistent/netns"):
             pass
+
+
+def test_it_waits_for_docker_to_mount_the_namespace_and_gives_up_in_time(sandbox: dict,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Docker 20.10 answered Join, then mounted the sandbox: the first announcement in the VM
+    failed at once with "No such file or directory" and OVN bound the address only later."""
+    announce.announce("/var/run/docker/netns/1", ["10.0.0.5"], wait=5, poll=0.001)
+    assert len(sandbox["mount_checks"]) == 3 and sandbox["entered"] == ["/var/run/docker/netns/1"]
+    monkeypatch.setattr(announce, "is_namespace", lambda path: False)
+    with pytest.raises(FileNotFoundError, match="no network namespace at /var/run/docker/netns/2"):
+        announce.announce("/var/run/docker/netns/2", ["10.0.0.5"], wait=0.05, poll=0.001)
+
+
+def test_a_namespace_is_told_from_the_file_docker_mounts_it_on(tmp_path) -> None:
+    empty = tmp_path / "0123"
+    empty.touch()
+    assert announce.is_namespace(f"/proc/{os.getpid()}/ns/net")
+    assert not announce.is_namespace(str(empty)) and not announce.is_namespace(str(tmp_path / "missing"))
