@@ -119,6 +119,7 @@ class Reconciler:
         plugged = self._unplug_idle(plugged, by_id, held | busy, now, report)
         self._delete_stray_veths(veths, plugged, by_id, report)
         plugged_ids = {p.port_id for p in plugged}
+        unheld: list[Port] = []
         for port in ports:
             if not self._ownership.owner.made(port):
                 continue
@@ -131,12 +132,26 @@ class Reconciler:
             elif port.id in held or port.name == naming.POOL_PORT_NAME:
                 report.kept += 1  # handed to Docker and not plugged yet, or waiting in the pool
             elif _age_seconds(port, now) >= self._grace and self._ownership.may_delete(port, Why.UNHELD, held):
-                report.deleted.append(port.id)
-                if not report.dry_run:
-                    self._plugging.detach(port)  # a subport or address pair of the VM's port
-                    self._ownership.delete_port(port, Why.UNHELD, held)
+                unheld.append(port)
             else:
                 report.kept += 1  # too young to judge: Docker may be between calls
+        self._delete_unheld(unheld, held, report)
+
+    def _delete_unheld(self, unheld: list[Port], held: set[str], report: Report) -> None:
+        """Ports nothing held at the first look; what is plugged is read once more before they
+        go (nested mode: a device Docker moved between two namespaces while they were read
+        was in neither)."""
+        if not unheld:
+            return
+        again = {p.port_id for p in self._plugging.plugged() if p.where not in report.unplugged}
+        for port in unheld:
+            if port.id in again:
+                report.kept += 1
+                continue
+            report.deleted.append(port.id)
+            if not report.dry_run:
+                self._plugging.detach(port)  # a subport or address pair of the VM's port
+                self._ownership.delete_port(port, Why.UNHELD, held)
 
     def _unplug_dead(self, plugged: list[Plugged], report: Report) -> list[Plugged]:
         """OVS ports whose device is gone (the host rebooted): unplugged; the live ones returned."""

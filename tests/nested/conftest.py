@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -221,6 +224,7 @@ def guest(neutron) -> Iterator[Guest]:
         if vm is not None:
             vm.stop()
             print(f"\nVM {tag} ({'KVM' if vm.kvm else 'TCG'}): console tail\n{vm.tail(10)}")
+            _keep_logs(vm)
             vm.remove()
         _unplug_tap(tap)
         for path, ident in reversed(made):
@@ -228,6 +232,32 @@ def guest(neutron) -> Iterator[Guest]:
         host_docker.cleanup()
     assert_nothing_left(neutron, before, settle=30)
     assert not host.link_exists(tap)
+
+
+LOG_KEPT = Path("/opt/kuryr-cnm/log/nested-vm")
+
+
+def _keep_logs(vm: Vm) -> None:
+    """The last VM's logs (kuryr-cnm per driver, dockerd, containerd, console) outlive it."""
+    shutil.rmtree(LOG_KEPT, ignore_errors=True)
+    LOG_KEPT.mkdir(parents=True, exist_ok=True)
+    for log in vm.workdir.glob("*.log"):
+        shutil.copy(log, LOG_KEPT / log.name)
+
+
+CALL_LINE = re.compile(r"kuryr_cnm\.calls (\S+) .* -> ok \((\d+) ms\) \[neutron: (.*)\]$")
+
+
+def call_figures(guest: Guest, driver: str, method: str) -> tuple[list[int], list[int]]:
+    """From the VM's kuryr-cnm log for `driver`: each successful `method` call's time (ms) and
+    its number of Neutron requests."""
+    times, requests = [], []
+    for line in (guest.vm.workdir / f"kuryr-cnm-{driver}.log").read_text(errors="replace").splitlines():
+        m = CALL_LINE.search(line)
+        if m and m.group(1) == method:
+            times.append(int(m.group(2)))
+            requests.append(0 if m.group(3) == "none" else m.group(3).count(";") + 1)
+    return times, requests
 
 
 def guest_network(guest: Guest, name: str) -> str:

@@ -6,11 +6,12 @@ One VM for the module; the tests run in order and each leaves the VM as it found
 from __future__ import annotations
 
 import shlex
+import statistics
 
 import pytest
 
 from tests import host
-from tests.nested.conftest import GUEST_DOCKER, HOST_IP, Guest, guest_network
+from tests.nested.conftest import GUEST_DOCKER, HOST_IP, Guest, call_figures, guest_network
 
 # the VM's boot, dockerd and kuryr-cnm under TCG come before the first test (module fixture),
 # and pytest-timeout counts fixture setup in the test's time
@@ -104,6 +105,18 @@ def test_containers_in_the_vm_reach_a_host_container_and_ten_start_at_once(guest
         _talks_to_the_host(guest, started[-1])
         guest.rm(*started)
         _nothing_left(neutron, guest, network)
+    _print_figures(guest, driver)
+
+
+def _print_figures(guest: Guest, driver: str) -> None:
+    """What the README reports per driver: each call's median time in the VM (TCG) and its
+    Neutron requests, from the VM's kuryr-cnm log."""
+    for method in ("IpamDriver.RequestAddress", "NetworkDriver.CreateEndpoint", "NetworkDriver.Join",
+                   "NetworkDriver.DeleteEndpoint", "IpamDriver.ReleaseAddress"):
+        times, requests = call_figures(guest, driver, method)
+        if times:
+            print(f"{driver}: {method} x{len(times)}: median {statistics.median(times):.0f} ms, "
+                  f"Neutron requests median {statistics.median(requests):.0f} (max {max(requests)})")
 
 
 def _guest_run(guest: Guest, name: str, network: str) -> str:

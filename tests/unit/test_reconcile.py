@@ -252,3 +252,21 @@ def test_nested_a_namespace_it_cannot_read_stops_the_pass_before_it_deletes(monk
     report = vm.reconciler().run()
     assert report.errors and "run it as root" in report.errors[0] and report.deleted == []
     assert vm.neutron.get_port(port) is not None and vm.attached(port)
+
+
+def test_nested_a_device_seen_on_the_second_look_keeps_its_port(monkeypatch):
+    """Docker moved the device between the VM's namespace and the container's while the first
+    look read them: it was in neither. Plugged is read again before anything is deleted."""
+    vm = NestedVm(monkeypatch, "vlan")
+    port = vm.port()
+    vm.plug(port, "a" * 64, sandbox="/run/docker/netns/c1")
+    real = vm.plugging.plugged
+    looks = []
+
+    def plugged():
+        looks.append(1)
+        return [] if len(looks) == 1 else real()
+    monkeypatch.setattr(vm.plugging, "plugged", plugged)
+    report = vm.reconciler().run()
+    assert len(looks) == 2 and report.deleted == [] and report.kept == 1
+    assert vm.neutron.get_port(port) is not None and vm.attached(port)
