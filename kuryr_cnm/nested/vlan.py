@@ -48,6 +48,7 @@ class VlanDriver(NestedDriver):
         super().__init__(*args, **kwargs)
         self._lock = threading.Lock()
         self._taking: set[int] = set()  # ids this process is adding right now: fewer Conflicts
+        self._trunk_id = ""  # the VM port's trunk, once read
 
     def check(self) -> None:
         subports(self._vm.port())
@@ -61,6 +62,7 @@ class VlanDriver(NestedDriver):
     def _attach(self, port: Port) -> int:
         for _ in range(ATTEMPTS):
             trunk_id, current = subports(self._vm.port())
+            self._trunk_id = trunk_id
             if port.id in current:
                 return current[port.id]  # Docker retried, or a restart: already a subport
             with self._lock:
@@ -78,7 +80,17 @@ class VlanDriver(NestedDriver):
         raise errors.Conflict(f"port {port.id}: the VM's trunk refused {ATTEMPTS} VLAN ids in a row; retry")
 
     def _detach(self, port: Port) -> None:
+        """One request on Docker's teardown path: the trunk's id is the VM port's for the VM's
+        life, so the subport is removed without reading the parent first; only a NotFound
+        (removed already, or the trunk was remade) reads it, to be sure."""
+        if self._trunk_id:
+            try:
+                self._client.remove_subport(self._trunk_id, port.id)
+                return
+            except errors.NeutronNotFound:
+                pass
         trunk_id, current = subports(self._vm.port())
+        self._trunk_id = trunk_id
         if port.id not in current:
             return
         try:

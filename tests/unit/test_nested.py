@@ -97,6 +97,20 @@ def test_vlan_id_comes_from_the_trunk_and_is_freed() -> None:
     d._detach(port("a"))  # again: nothing to do
 
 
+def test_vlan_teardown_is_one_request_and_a_remade_trunk_is_read_again() -> None:
+    client = FakeNeutron()
+    d = driver(vlan.VlanDriver, client)
+    d._attach(port("a"))
+    d._attach(port("b"))
+    reads = []
+    real_get = client.get_port
+    client.get_port = lambda port_id: (reads.append(port_id), real_get(port_id))[1]  # type: ignore[method-assign]
+    d._detach(port("a"))
+    assert reads == [] and client.subports == {"b": 2}  # no read of the VM's port on Docker's teardown path
+    d._detach(port("a"))  # again: NotFound, so the parent is read to be sure
+    assert reads == [PARENT] and client.subports == {"b": 2}
+
+
 def test_vlan_conflict_is_retried_with_another_id() -> None:
     client = FakeNeutron()
     d = driver(vlan.VlanDriver, client)
