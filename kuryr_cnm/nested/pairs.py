@@ -78,20 +78,22 @@ class PairsDriver(NestedDriver):
             self._update_pairs_locked(port, change, doing)
 
     def _update_pairs_locked(self, port: Port, change: Callable[[Pairs, Port, Port], Pairs], doing: str) -> None:
+        parent = self._vm.port()
         for attempt in range(ATTEMPTS):
-            parent = self._vm.port()
             current = pairs_of(parent)
             wanted = change(current, port, parent)
             if normal(wanted, parent) == current:
                 return  # nothing to do: Docker retried, or it is undone already
             revision = int(parent.raw["revision_number"])
             try:
-                self._client.update_port_if_revision(parent.id, revision, allowed_address_pairs=wanted)
+                # the PUT answers with the port as written: the loop ends when the change is
+                # there, without reading the port again (two requests per container, not three)
+                parent = self._client.update_port_if_revision(parent.id, revision, allowed_address_pairs=wanted)
                 LOG.info("port %s: %s its pairs on the VM's port %s (revision %d)", port.id, doing, parent.id,
                          revision)
-                continue  # read back: the loop ends when the change is there
             except errors.NeutronPreconditionFailed:
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # another container's write won: again
+                parent = self._vm.port()
             except errors.NeutronBadRequest as exc:
                 raise errors.BadRequest(self._refusal(exc.message)) from None
         raise errors.Conflict(f"port {port.id}: the VM's port {parent.id} changed under {ATTEMPTS} attempts "

@@ -54,13 +54,14 @@ class FakeNeutron:
             if self.subports.pop(port_id, None) is None:
                 raise errors.NeutronNotFound("PUT /trunks/trunk/remove_subports", "no such subport")
 
-    def update_port_if_revision(self, port_id: str, revision: int, **attrs: Any) -> None:
+    def update_port_if_revision(self, port_id: str, revision: int, **attrs: Any) -> Port:
         with self.lock:
             if revision != self.revision:
                 self.stale += 1
                 raise errors.NeutronPreconditionFailed("PUT /ports/parent-port", "revision mismatch")
             self.pairs = attrs["allowed_address_pairs"]
             self.revision += 1
+        return self.get_port(port_id)
 
 
 class VmPort:
@@ -181,10 +182,10 @@ def test_stale_revision_is_retried() -> None:
     d = driver(macvlan.MacvlanDriver, client)
     real_update = client.update_port_if_revision
 
-    def bumped_once(port_id: str, revision: int, **attrs: Any) -> None:
+    def bumped_once(port_id: str, revision: int, **attrs: Any) -> Port:
         if not client.stale:
             client.revision += 1  # someone else wrote between our read and our write
-        real_update(port_id, revision, **attrs)
+        return real_update(port_id, revision, **attrs)
     client.update_port_if_revision = bumped_once  # type: ignore[method-assign]
     d._attach(port("a"))
     assert client.stale == 1 and [p["ip_address"] for p in client.pairs] == ["10.0.0.5"]

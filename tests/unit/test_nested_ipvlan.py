@@ -62,6 +62,18 @@ def test_the_pair_is_the_ip_alone_and_neutron_gives_it_the_vm_ports_mac(vm: Vm) 
     assert len(vm.written()) == 1
 
 
+def test_attach_and_detach_are_two_requests_each(vm: Vm) -> None:
+    """The PUT answers with the port as written: no read after it (in the VM, each
+    CreateEndpoint and DeleteEndpoint made 3 requests)."""
+    port = vm.container()
+    vm.neutron.reset_calls()
+    vm.driver._attach(port)
+    assert (vm.neutron.reads(), vm.neutron.writes()) == (1, 1)
+    vm.neutron.reset_calls()
+    vm.driver._detach(port)
+    assert (vm.neutron.reads(), vm.neutron.writes()) == (1, 1) and vm.pairs() == []
+
+
 def test_ml2_ovn_refuses_macvlans_pair_on_the_same_port_and_says_to_use_ipvlan(vm: Vm) -> None:
     macvlan = MacvlanDriver(vm.neutron, VmPort(vm.neutron, "eth0", vm.parent.id))
     with pytest.raises(errors.BadRequest, match="ipvlan"):
