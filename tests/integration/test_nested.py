@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from kuryr_cnm import config, errors, neutron as gateway
-from kuryr_cnm.nested import VmPort
+from kuryr_cnm.nested import NestedError, VmPort
 from kuryr_cnm.nested.macvlan import MacvlanDriver
 from kuryr_cnm.nested.vlan import VlanDriver
 from kuryr_cnm.neutron import Port
@@ -112,3 +112,9 @@ def test_ml2_ovn_refuses_a_container_mac_in_a_bound_parents_pairs(neutron, clien
     with pytest.raises(errors.BadRequest, match="use the vlan port driver"):
         MacvlanDriver(client, VmPort(client, "", parent.id))._attach(container)
     assert neutron.get(f"/ports/{parent.id}").json()["port"]["allowed_address_pairs"] == []
+    # so serve's start-up check refuses macvlan on this Neutron, naming what works
+    revision = neutron.get(f"/ports/{parent.id}").json()["port"]["revision_number"]
+    with pytest.raises(NestedError, match="refuses macvlan's allowed address pairs.*vlan.*ipvlan"):
+        MacvlanDriver(client, VmPort(client, "", parent.id))._probe_pairs()
+    shown = neutron.get(f"/ports/{parent.id}").json()["port"]
+    assert shown["allowed_address_pairs"] == [] and shown["revision_number"] == revision
