@@ -10,7 +10,7 @@ ovn-controller drops its traffic); use ipvlan or vlan there.
 So that `serve` says so at start, instead of every container failing, `check` offers Neutron
 one such pair: the VM's own address with PROBE_MAC, under the revision check. Refused: the
 plugin does not start. Accepted: the pair is taken out again at once (a probe's leftover,
-recognised by its MAC, goes at the next start). Two writes of the VM's port per start, and
+recognised by its MAC, goes at the next start). Three requests per start (a read, the probe, its removal), and
 only for macvlan.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 from kuryr_cnm import errors
 from kuryr_cnm.binding import nested as links
 from kuryr_cnm.nested.base import NestedError
-from kuryr_cnm.nested.pairs import ATTEMPTS, Pairs, PairsDriver, pairs_of
+from kuryr_cnm.nested.pairs import Pairs, PairsDriver
 from kuryr_cnm.neutron import Port
 
 LOG = logging.getLogger(__name__)
@@ -40,40 +40,30 @@ class MacvlanDriver(PairsDriver):
         self._probe_pairs()
 
     def _probe_pairs(self) -> None:
-        """Whether Neutron takes a pair with a MAC of the container's own on the VM's port."""
-        for _ in range(ATTEMPTS):
-            parent = self._vm.port()
+        """Whether Neutron takes a pair with a MAC of the container's own on the VM's port: the
+        pair written, then taken out again (through the same read-modify-write as containers')."""
+        def with_probe(current: Pairs, parent: Port) -> Pairs:
             if not parent.host_id or not parent.fixed_ips:
-                return  # unbound: Neutron checks the pairs of bound ports only, nothing to learn yet
-            kept = [p for p in pairs_of(parent) if p["mac_address"] != PROBE_MAC]
-            probe = {"ip_address": parent.fixed_ips[0].ip_address, "mac_address": PROBE_MAC}
-            try:
-                self._client.update_port_if_revision(parent.id, int(parent.raw["revision_number"]),
-                                                     allowed_address_pairs=kept + [probe])
-            except errors.NeutronPreconditionFailed:
-                continue  # a container's write came first: read again
-            except errors.NeutronBadRequest as exc:
-                raise NestedError(f"the VM's port {parent.id} refuses macvlan's allowed address pairs: "
-                                  f"{self._refusal(exc.message)}") from None
-            self._remove_probe()
-            return
-        LOG.warning("could not try a macvlan pair on the VM's port: it changed under %d attempts; a refusal "
-                    "will show as each container's error", ATTEMPTS)
+                return current  # unbound: Neutron checks the pairs of bound ports only, nothing to learn yet
+            return without_probe(current, parent) + [{"ip_address": parent.fixed_ips[0].ip_address,
+                                                      "mac_address": PROBE_MAC}]
 
-    def _remove_probe(self) -> None:
-        for _ in range(ATTEMPTS):
-            parent = self._vm.port()
-            current = pairs_of(parent)
-            kept = [p for p in current if p["mac_address"] != PROBE_MAC]
-            if kept == current:
-                return
-            try:
-                self._client.update_port_if_revision(parent.id, int(parent.raw["revision_number"]),
-                                                     allowed_address_pairs=kept)
-            except errors.NeutronPreconditionFailed:
-                continue
-        LOG.warning("could not take the probe pair (MAC %s) off the VM's port: the next start removes it",
-                    PROBE_MAC)
+        def without_probe(current: Pairs, parent: Port) -> Pairs:
+            return [p for p in current if p["mac_address"] != PROBE_MAC]  # a killed probe's leftover too
+        try:
+            parent = self.change_pairs(with_probe, "start-up probe: add a macvlan pair to")
+        except errors.BadRequest as exc:
+            raise NestedError(f"the VM's port {self._vm.port_id()} refuses macvlan's allowed address pairs: "
+                              f"{exc.message}") from None
+        except errors.Conflict as exc:
+            LOG.warning("could not try a macvlan pair on the VM's port (%s); a refusal will show as each "
+                        "container's error", exc.message)
+            return
+        try:
+            self.change_pairs(without_probe, "start-up probe: remove its pair from", parent)
+        except errors.FAILURES as exc:
+            LOG.warning("could not take the probe pair (MAC %s) off the VM's port: %s; the next start removes it",
+                        PROBE_MAC, exc.message)
 
     def _refusal(self, message: str) -> str:
         if "InvalidVirtualMACAddress" in message or "Virtual MAC" in message:

@@ -75,29 +75,31 @@ class PairsDriver(NestedDriver):
 
     def _update_pairs(self, port: Port, change: Callable[[Pairs, Port, Port], Pairs], doing: str) -> None:
         with self._lock:
-            self._update_pairs_locked(port, change, doing)
+            self.change_pairs(lambda current, parent: change(current, port, parent), f"port {port.id}: {doing}")
 
-    def _update_pairs_locked(self, port: Port, change: Callable[[Pairs, Port, Port], Pairs], doing: str) -> None:
-        parent = self._vm.port()
+    def change_pairs(self, change: Callable[[Pairs, Port], Pairs], what: str, parent: Port | None = None) -> Port:
+        """The VM port's pairs read, changed by `change(current, parent)` and written under
+        Neutron's revision check until the change is there; the VM's port as it is then.
+        `parent`: the VM's port as just read or written (saves the first read)."""
+        parent = parent or self._vm.port()
         for attempt in range(ATTEMPTS):
             current = pairs_of(parent)
-            wanted = change(current, port, parent)
+            wanted = change(current, parent)
             if normal(wanted, parent) == current:
-                return  # nothing to do: Docker retried, or it is undone already
+                return parent  # nothing to do: Docker retried, or it is undone already
             revision = int(parent.raw["revision_number"])
             try:
                 # the PUT answers with the port as written: the loop ends when the change is
                 # there, without reading the port again (two requests per container, not three)
                 parent = self._client.update_port_if_revision(parent.id, revision, allowed_address_pairs=wanted)
-                LOG.info("port %s: %s its pairs on the VM's port %s (revision %d)", port.id, doing, parent.id,
-                         revision)
+                LOG.info("%s its pairs on the VM's port %s (revision %d)", what, parent.id, revision)
             except errors.NeutronPreconditionFailed:
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # another container's write won: again
                 parent = self._vm.port()
             except errors.NeutronBadRequest as exc:
                 raise errors.BadRequest(self._refusal(exc.message)) from None
-        raise errors.Conflict(f"port {port.id}: the VM's port {parent.id} changed under {ATTEMPTS} attempts "
-                              f"to {doing} its allowed address pairs; retry")
+        raise errors.Conflict(f"{what}: the VM's port {parent.id} changed under {ATTEMPTS} attempts to change its "
+                              "allowed address pairs; retry")
 
     def _refusal(self, message: str) -> str:
         if "max" in message.lower() or "exceed" in message.lower():

@@ -96,9 +96,11 @@ def test_macvlan_where_neutron_takes_its_pairs_starts_and_leaves_the_pairs_as_th
     theirs = {"ip_address": "10.0.0.77", "mac_address": "fa:16:3e:00:00:77"}
     leftover = {"ip_address": "10.0.0.78", "mac_address": macvlan_module.PROBE_MAC}  # a probe killed half-way
     vm.neutron.update_port(vm.parent.id, allowed_address_pairs=[theirs, leftover])
+    vm.neutron.reset_calls()
     MacvlanDriver(vm.neutron, VmPort(vm.neutron, "eth0", vm.parent.id)).check()
     assert vm.pairs() == [theirs]
     assert len(vm.written()) == 2  # the probe, and its removal
+    assert vm.neutron.reads() == 2  # port security's check and the probe's: each PUT answers with the port
 
 
 def test_macvlan_probe_writes_nothing_to_an_unbound_vm_port(vm: Vm) -> None:
