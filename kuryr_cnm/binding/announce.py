@@ -21,14 +21,13 @@ import errno
 import fcntl
 import ipaddress
 import logging
-import os
 import socket
 import struct
 import threading
 import time
 from collections.abc import Iterable
 
-from kuryr_cnm.binding.namespaces import netns
+from kuryr_cnm.binding.namespaces import is_namespace, netns
 
 LOG = logging.getLogger(__name__)
 
@@ -82,15 +81,6 @@ def send(name: str, frame: bytes, count: int = COUNT, interval: float = INTERVAL
             if i:
                 time.sleep(interval)
             sock.sendto(frame, (name, ETH_P_ARP))
-
-
-def is_namespace(path: str) -> bool:
-    """A namespace is mounted at `path`: it is on nsfs, as this thread's own is (before the
-    bind mount the path is missing, or an empty file on the directory's file system)."""
-    try:
-        return os.stat(path).st_dev == os.stat("/proc/thread-self/ns/net").st_dev
-    except OSError:
-        return False
 
 
 def announce(sandbox_key: str, ips: Iterable[str], wait: float = WAIT, poll: float = POLL) -> list[str]:

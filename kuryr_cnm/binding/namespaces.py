@@ -51,6 +51,15 @@ def netns(path: str) -> Iterator[None]:
         os.close(own)
 
 
+def is_namespace(path: str) -> bool:
+    """A namespace is mounted at `path`: it is on nsfs, as this thread's own is (before the
+    bind mount the path is missing, or an empty file on the directory's file system)."""
+    try:
+        return os.stat(path).st_dev == os.stat("/proc/thread-self/ns/net").st_dev
+    except OSError:
+        return False
+
+
 def _identity(path: str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
