@@ -75,9 +75,16 @@ default_subnetpool_v6 = kuryr6
         self.plugin_pid = self.vm.spawn(KURYR_CNM, "serve", "--config-file", str(workdir / "kuryr.conf"),
                                         log=str(workdir / f"kuryr-cnm-{driver}.log"),
                                         env={"OS_CLIENT_CONFIG_FILE": str(workdir / "clouds.yaml")})
-        # Python's imports take about a minute under TCG
-        host.wait_for(lambda: self._plugin_answers(driver), timeout=240, interval=3,
-                      what=f"kuryr-cnm ({driver}) in the VM to answer")
+        # Python's imports over the VM's 9p root take 1 to 4 minutes under TCG (4 min 20 s once,
+        # with the host busy); a start that does not answer is killed, so that it cannot read
+        # the next test's kuryr.conf and take its socket (seen: the ipvlan plugin, still
+        # importing when its wait ran out, served the crash test with the vlan config)
+        try:
+            host.wait_for(lambda: self._plugin_answers(driver), timeout=600, interval=3,
+                          what=f"kuryr-cnm ({driver}) in the VM to answer")
+        except BaseException:
+            self.stop_plugin("KILL")
+            raise
 
     def _plugin_answers(self, driver: str) -> bool:
         if self.vm.run("kill", "-0", str(self.plugin_pid), check=False)["rc"] != 0:
@@ -92,7 +99,7 @@ default_subnetpool_v6 = kuryr6
         """kuryr-cnm (`driver`) in the VM for a test; afterwards the test's containers and
         networks removed while it still runs, then it stops. A failed clean-up after a failed
         test is printed, not raised: the test's own error is the one to read."""
-        self.start_plugin(driver)
+        self.start_plugin(driver)  # stops what it started if it fails
         try:
             yield
         except BaseException:
@@ -110,9 +117,12 @@ default_subnetpool_v6 = kuryr6
         return self.exec(container, "cat", "/sys/class/net/eth0/ifalias")["out"].strip()
 
     def stop_plugin(self, signal: str = "TERM") -> None:
+        """`signal`, then SIGKILL if it has not ended within 20 s; gone either way."""
         if self.plugin_pid:
-            self.vm.sh(f"kill -{signal} {self.plugin_pid}; for i in $(seq 1 100); do "
-                       f"[ -d /proc/{self.plugin_pid} ] || exit 0; sleep 0.2; done; exit 1")
+            pid = self.plugin_pid
+            self.vm.sh(f"kill -{signal} {pid}; for i in $(seq 1 100); do [ -d /proc/{pid} ] || exit 0; sleep 0.2; "
+                       f"done; kill -KILL {pid}; for i in $(seq 1 50); do [ -d /proc/{pid} ] || exit 0; sleep 0.2; "
+                       "done; exit 1")
             self.plugin_pid = 0
 
     def run(self, name: str, network: str, *args: str) -> str:
